@@ -1,0 +1,49 @@
+#pragma once
+/// \file
+/// The routes: WeCom callback URLs (GET URL verification, POST events) for every configured
+/// app, `/healthz` and `/metrics`. A POST is answered 200 only once its event is committed to
+/// the inbox journal; everything rejected gets a specific status, log line and metric.
+
+#include "adapters/wecom/callback_crypto.hpp"
+#include "bot/config.hpp"
+#include "bot/http_types.hpp"
+#include "bot/core/result.hpp"
+
+#include <map>
+#include <memory>
+
+namespace qunbot::storage {
+class Journal;
+}
+
+namespace qunbot::bot {
+
+class Registry;
+
+class Routes {
+public:
+    /// Builds the crypto for each app; fails (naming the app) if a key is not a valid EncodingAESKey.
+    static core::Result<std::unique_ptr<Routes>> create(const std::vector<AppConfig>& apps, storage::Journal& journal,
+                                                        Registry& metrics);
+
+    /// The `Handler` for the HTTP server.
+    void handle(HttpRequest request, Respond respond);
+
+private:
+    struct App {
+        std::string name;
+        wecom::CallbackCrypto crypto;
+    };
+    Routes(std::map<std::string, App> apps, storage::Journal& journal, Registry& metrics);
+
+    void verify_url(const App& app, const HttpRequest& req, const Respond& respond);
+    void receive(const App& app, const HttpRequest& req, const Respond& respond);
+    void count(const std::string& route, const std::string& outcome);
+    void reject(const App& app, const HttpRequest& req, const core::Error& error, int status, const Respond& respond);
+
+    std::map<std::string, App> apps_; // by path
+    storage::Journal& journal_;
+    Registry& metrics_;
+};
+
+} // namespace qunbot::bot

@@ -1,0 +1,280 @@
+#include "bot/config.hpp"
+
+#include "adapters/wecom/test_event.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <sys/stat.h>
+
+namespace qunbot::bot {
+namespace {
+
+using nlohmann::json;
+
+std::size_t edit_distance(std::string_view a, std::string_view b)
+{
+    std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        cur[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        }
+        std::swap(prev, cur);
+    }
+    return prev[b.size()];
+}
+
+// Collects every problem instead of stopping at the first, so one edit fixes them all.
+class Checker {
+public:
+    explicit Checker(std::string_view origin) : origin_(origin) {}
+
+    void problem(const std::string& where, const std::string& what)
+    {
+        problems_.push_back(std::string(origin_) + ": " + (where.empty() ? "/" : where) + ": " + what);
+    }
+
+    void only_keys(const json& obj, const std::string& where, std::initializer_list<std::string_view> keys)
+    {
+        for (const auto& [k, v] : obj.items()) {
+            if (std::find(keys.begin(), keys.end(), k) != keys.end()) continue;
+            std::string msg = "unknown key \"" + k + "\"";
+            std::string_view best;
+            std::size_t best_d = 3;
+            for (auto cand : keys) {
+                const auto d = edit_distance(k, cand);
+                if (d < best_d) { best_d = d; best = cand; }
+            }
+            if (!best.empty()) msg += "; did you mean \"" + std::string(best) + "\"?";
+            problem(where, msg);
+        }
+    }
+
+    template <class T>
+    void get(const json& obj, const std::string& where, const char* key, T& out)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end()) return;
+        try {
+            out = it->get<T>();
+        } catch (const json::exception&) {
+            problem(where + "/" + key, std::string("expected ") + type_name<T>() + ", got " + it->type_name());
+        }
+    }
+
+    template <class T>
+    void get_positive(const json& obj, const std::string& where, const char* key, T& out)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end()) return;
+        if (!it->is_number_unsigned() || it->get<std::uint64_t>() == 0) {
+            problem(where + "/" + key, "expected a positive integer");
+            return;
+        }
+        out = static_cast<T>(it->get<std::uint64_t>());
+    }
+
+    [[nodiscard]] bool ok() const { return problems_.empty(); }
+    [[nodiscard]] std::string report() const
+    {
+        std::string s;
+        for (const auto& p : problems_) s += p + "\n";
+        return s + std::to_string(problems_.size()) + (problems_.size() == 1 ? " error" : " errors");
+    }
+
+private:
+    template <class T>
+    static const char* type_name()
+    {
+        if constexpr (std::is_same_v<T, std::string>) return "a string";
+        else if constexpr (std::is_same_v<T, bool>) return "true or false";
+        else return "a number";
+    }
+
+    std::string_view origin_;
+    std::vector<std::string> problems_;
+};
+
+std::string read_file(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {};
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+} // namespace
+
+core::Result<Config> parse_config(std::string_view text, std::string_view origin)
+{
+    json root;
+    try {
+        root = json::parse(text);
+    } catch (const json::parse_error& e) {
+        // nlohmann's message carries "line L, column C".
+        return core::make_error("config_syntax", std::string(origin) + ": " + e.what());
+    }
+    Checker c(origin);
+    Config cfg;
+    if (!root.is_object()) {
+        c.problem("", "the configuration must be a JSON object");
+        return core::make_error("config_invalid", c.report());
+    }
+    c.only_keys(root, "", {"listen", "threads", "database", "log_level", "http", "journal", "shutdown_grace_ms", "apps"});
+    if (auto it = root.find("listen"); it != root.end()) {
+        if (!it->is_object()) c.problem("/listen", "expected an object");
+        else {
+            c.only_keys(*it, "/listen", {"address", "port"});
+            c.get(*it, "/listen", "address", cfg.address);
+            if (auto p = it->find("port"); p != it->end()) {
+                if (!p->is_number_unsigned() || p->get<std::uint64_t>() > 65535) c.problem("/listen/port", "expected a port number 0..65535");
+                else cfg.port = static_cast<std::uint16_t>(p->get<std::uint64_t>());
+            }
+        }
+    }
+    c.get(root, "", "threads", cfg.threads);
+    c.get(root, "", "database", cfg.database);
+    c.get(root, "", "log_level", cfg.log_level);
+    {
+        static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
+        if (!levels.contains(cfg.log_level)) c.problem("/log_level", "expected one of trace, debug, info, warn, error, off");
+    }
+    c.get_positive(root, "", "shutdown_grace_ms", cfg.shutdown_grace_ms);
+    if (auto it = root.find("http"); it != root.end()) {
+        if (!it->is_object()) c.problem("/http", "expected an object");
+        else {
+            c.only_keys(*it, "/http", {"max_body_bytes", "max_header_bytes", "read_timeout_ms", "idle_timeout_ms", "max_connections"});
+            c.get_positive(*it, "/http", "max_body_bytes", cfg.http.max_body_bytes);
+            c.get_positive(*it, "/http", "max_header_bytes", cfg.http.max_header_bytes);
+            c.get_positive(*it, "/http", "read_timeout_ms", cfg.http.read_timeout_ms);
+            c.get_positive(*it, "/http", "idle_timeout_ms", cfg.http.idle_timeout_ms);
+            c.get_positive(*it, "/http", "max_connections", cfg.http.max_connections);
+        }
+    }
+    if (auto it = root.find("journal"); it != root.end()) {
+        if (!it->is_object()) c.problem("/journal", "expected an object");
+        else {
+            c.only_keys(*it, "/journal", {"durability", "max_batch"});
+            std::string d = "full";
+            c.get(*it, "/journal", "durability", d);
+            if (d == "full") cfg.durability = storage::Durability::full;
+            else if (d == "normal") cfg.durability = storage::Durability::normal;
+            else c.problem("/journal/durability", "expected \"full\" or \"normal\"");
+            c.get_positive(*it, "/journal", "max_batch", cfg.max_batch);
+        }
+    }
+    std::set<std::string> names, paths;
+    if (auto it = root.find("apps"); it != root.end()) {
+        if (!it->is_array()) c.problem("/apps", "expected an array");
+        else {
+            for (std::size_t i = 0; i < it->size(); ++i) {
+                const auto& a = (*it)[i];
+                const std::string where = "/apps/" + std::to_string(i);
+                if (!a.is_object()) {
+                    c.problem(where, "expected an object");
+                    continue;
+                }
+                c.only_keys(a, where, {"name", "path", "corp_id", "secrets_file", "token_env", "aes_key_env", "generate_secrets"});
+                AppConfig app;
+                c.get(a, where, "name", app.name);
+                c.get(a, where, "path", app.path);
+                c.get(a, where, "corp_id", app.corp_id);
+                c.get(a, where, "secrets_file", app.secrets_file);
+                c.get(a, where, "token_env", app.token_env);
+                c.get(a, where, "aes_key_env", app.aes_key_env);
+                c.get(a, where, "generate_secrets", app.generate_secrets);
+                if (app.name.empty()) c.problem(where + "/name", "required");
+                else if (!names.insert(app.name).second) c.problem(where + "/name", "duplicate app name \"" + app.name + "\"");
+                if (app.path.empty() || app.path.front() != '/') c.problem(where + "/path", "required, and must start with '/'");
+                else if (app.path == "/healthz" || app.path == "/metrics") c.problem(where + "/path", "reserved path");
+                else if (!paths.insert(app.path).second) c.problem(where + "/path", "duplicate path \"" + app.path + "\"");
+                if (app.corp_id.empty()) c.problem(where + "/corp_id", "required (the receiveid the callbacks are encrypted for)");
+                const bool from_file = !app.secrets_file.empty();
+                const bool from_env = !app.token_env.empty() || !app.aes_key_env.empty();
+                if (from_file == from_env) c.problem(where, "give either secrets_file, or both token_env and aes_key_env");
+                else if (from_env && (app.token_env.empty() || app.aes_key_env.empty()))
+                    c.problem(where, "token_env and aes_key_env go together");
+                if (app.generate_secrets && !from_file) c.problem(where + "/generate_secrets", "needs secrets_file");
+                cfg.apps.push_back(std::move(app));
+            }
+        }
+    }
+    if (!c.ok()) return core::make_error("config_invalid", c.report());
+    return cfg;
+}
+
+core::Result<Config> load_config(const std::string& path)
+{
+    if (path.empty()) return parse_config(embedded_default_config(), "<embedded config/qunbot.json>");
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+        return core::make_error("config_missing", path + ": no such configuration file");
+    }
+    return parse_config(read_file(path), path);
+}
+
+core::Status resolve_secrets(Config& config)
+{
+    std::string problems;
+    for (auto& app : config.apps) {
+        std::string token, key;
+        if (!app.secrets_file.empty()) {
+            std::error_code ec;
+            if (!std::filesystem::exists(app.secrets_file, ec) && app.generate_secrets) {
+                const auto parent = std::filesystem::path(app.secrets_file).parent_path();
+                if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+                json j{{"token", wecom::generate_token()}, {"encoding_aes_key", wecom::generate_encoding_aes_key()}};
+                const auto old_mask = ::umask(077); // secrets file readable by its owner only
+                std::ofstream out(app.secrets_file, std::ios::trunc);
+                out << j.dump(2) << "\n";
+                out.close();
+                ::umask(old_mask);
+                if (!out) {
+                    problems += "app \"" + app.name + "\": cannot write secrets file " + app.secrets_file + "\n";
+                    continue;
+                }
+                app.generated = true;
+            }
+            const auto text = read_file(app.secrets_file);
+            if (text.empty()) {
+                problems += "app \"" + app.name + "\": cannot read secrets file " + app.secrets_file + "\n";
+                continue;
+            }
+            const auto j = json::parse(text, nullptr, false);
+            if (j.is_discarded() || !j.is_object() || !j.contains("token") || !j["token"].is_string() ||
+                !j.contains("encoding_aes_key") || !j["encoding_aes_key"].is_string()) {
+                // Do not echo the file: it holds the secrets.
+                problems += "app \"" + app.name + "\": secrets file " + app.secrets_file +
+                            " must be a JSON object with string fields \"token\" and \"encoding_aes_key\"\n";
+                continue;
+            }
+            token = j["token"].get<std::string>();
+            key = j["encoding_aes_key"].get<std::string>();
+        } else {
+            const char* t = std::getenv(app.token_env.c_str());
+            const char* k = std::getenv(app.aes_key_env.c_str());
+            if (t == nullptr || *t == '\0') problems += "app \"" + app.name + "\": environment variable " + app.token_env + " is not set\n";
+            if (k == nullptr || *k == '\0') problems += "app \"" + app.name + "\": environment variable " + app.aes_key_env + " is not set\n";
+            if (t == nullptr || k == nullptr || *t == '\0' || *k == '\0') continue;
+            token = t;
+            key = k;
+        }
+        app.token = core::Secret(std::move(token));
+        app.encoding_aes_key = core::Secret(std::move(key));
+    }
+    if (!problems.empty()) {
+        problems.pop_back();
+        return core::make_error("secrets_unavailable", problems);
+    }
+    return core::Ok{};
+}
+
+} // namespace qunbot::bot

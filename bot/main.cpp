@@ -1,0 +1,282 @@
+// qunbot: the process entry point and the command-line tools.
+#include "adapters/wecom/callback_crypto.hpp"
+#include "adapters/wecom/test_event.hpp"
+#include "bot/config.hpp"
+#include "bot/http_client.hpp"
+#include "bot/service.hpp"
+#include "storage/activity.hpp"
+#include "storage/database.hpp"
+
+#include <CLI/CLI.hpp>
+#include <SQLiteCpp/Database.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+#include <iostream>
+
+namespace {
+
+using namespace qunbot;
+
+int fail(const std::string& message, int code = 1)
+{
+    std::cerr << "qunbot: " << message << "\n";
+    return code;
+}
+
+void setup_logging(const std::string& level)
+{
+    auto logger = spdlog::stderr_color_mt("qunbot");
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_level(spdlog::level::from_str(level));
+}
+
+struct ServeArgs {
+    std::string config;
+    std::string listen;
+    std::string database;
+    unsigned threads = 0;
+};
+
+int run_serve(const ServeArgs& args)
+{
+    auto config = bot::load_config(args.config);
+    if (!config) return fail(config.error().message);
+    if (!args.listen.empty()) {
+        const auto colon = args.listen.rfind(':');
+        if (colon == std::string::npos) return fail("--listen expects ADDRESS:PORT");
+        config->address = args.listen.substr(0, colon);
+        try {
+            config->port = static_cast<std::uint16_t>(std::stoul(args.listen.substr(colon + 1)));
+        } catch (const std::exception&) {
+            return fail("--listen expects ADDRESS:PORT");
+        }
+    }
+    if (!args.database.empty()) config->database = args.database;
+    if (args.threads) config->threads = args.threads;
+    setup_logging(config->log_level);
+    if (auto st = bot::resolve_secrets(*config); !st) return fail(st.error().message);
+
+    auto service = bot::Service::create(*config);
+    if (!service) return fail(service.error().message);
+    auto& s = **service;
+    const std::string base = "http://" + config->address + ":" + std::to_string(s.port());
+    // Tests and scripts wait for this exact line; it is printed only once the socket listens.
+    std::cout << "qunbot listening on " << base << " (database " << config->database << ")" << std::endl;
+    for (const auto& app : config->apps) {
+        std::cout << "  app \"" << app.name << "\": callback URL " << base << app.path << "  corp id " << app.corp_id << "\n";
+        if (app.generate_secrets) {
+            // Demo apps only: the secrets were generated locally for trying qunbot out, and the
+            // quick start needs them to configure a sender. Real apps' secrets are never printed.
+            std::cout << "    demo Token          " << app.token.reveal() << "\n"
+                      << "    demo EncodingAESKey " << app.encoding_aes_key.reveal() << "\n"
+                      << "    (stored in " << app.secrets_file << (app.generated ? ", generated now" : "") << ")\n";
+        }
+    }
+    if (!config->apps.empty()) {
+        const auto& app = config->apps.front();
+        std::cout << "Send it a test event:\n  ./build/qunbot send-test-event --to " << base << app.path << " --app " << app.name
+                  << (args.config.empty() ? "" : " --config " + args.config) << " --kind member_joined\n"
+                  << "then see it with:\n  ./build/qunbot activity"
+                  << (args.database.empty() ? "" : " --db " + config->database) << "\n";
+    }
+    std::cout << std::flush;
+    s.start(true);
+    const auto abandoned = s.wait();
+    spdlog::info("stopped{}", abandoned ? " (" + std::to_string(abandoned) + " connection(s) abandoned)" : "");
+    return abandoned ? 2 : 0;
+}
+
+struct SendArgs {
+    std::string to;
+    std::string app;
+    std::string config;
+    wecom::TestEventSpec spec;
+    std::string members;
+    int count = 1;
+    bool json = false;
+    bool verify = false;
+};
+
+int run_send(SendArgs args)
+{
+    auto config = bot::load_config(args.config);
+    if (!config) return fail(config.error().message);
+    std::vector<bot::AppConfig> apps;
+    for (auto& a : config->apps) {
+        if (a.name == args.app) {
+            a.generate_secrets = false; // a sender never creates secrets; it uses the server's
+            apps.push_back(a);
+        }
+    }
+    if (apps.empty()) return fail("no app named \"" + args.app + "\" in the configuration");
+    config->apps = apps;
+    if (auto st = bot::resolve_secrets(*config); !st) return fail(st.error().message);
+    const auto& app = config->apps.front();
+    auto crypto = wecom::CallbackCrypto::create(app.token, app.encoding_aes_key, app.corp_id);
+    if (!crypto) return fail(crypto.error().message);
+    auto url = bot::parse_http_url(args.to);
+    if (!url) return fail(url.error().message);
+    if (!args.members.empty()) {
+        args.spec.members.clear();
+        std::string_view rest = args.members;
+        while (!rest.empty()) {
+            const auto comma = rest.find(',');
+            args.spec.members.emplace_back(rest.substr(0, comma));
+            if (comma == std::string_view::npos) break;
+            rest.remove_prefix(comma + 1);
+        }
+    }
+    args.spec.corp_id = app.corp_id;
+    bot::HttpClient client(url->host, url->port);
+    const char* sep = url->target.find('?') == std::string::npos ? "?" : "&";
+    int failures = 0;
+    for (int i = 0; i < args.count; ++i) {
+        const auto ts = std::to_string(std::time(nullptr));
+        const auto nonce = wecom::random_alnum(10);
+        core::Result<bot::ClientResponse> res = core::make_error("", "");
+        if (args.verify) {
+            const auto echo = std::to_string(1'000'000'000'000'000'000ULL + static_cast<unsigned long long>(i));
+            res = client.request("GET", url->target + sep + wecom::seal_url_verification(*crypto, echo, ts, nonce));
+            if (res && res->status == 200 && res->body != echo) {
+                std::cout << "URL verification answered '" << res->body << "', expected '" << echo << "'\n";
+                ++failures;
+                continue;
+            }
+        } else {
+            auto payload = wecom::make_test_payload(args.spec);
+            if (!payload) return fail(payload.error().message);
+            const auto sealed = wecom::seal_callback(*crypto, *payload, ts, nonce, args.json);
+            res = client.request("POST", url->target + sep + sealed.query, sealed.body,
+                                 args.json ? "application/json" : "text/xml");
+        }
+        if (!res) {
+            std::cout << "request " << i + 1 << ": " << res.error().code << ": " << res.error().message << "\n";
+            ++failures;
+            continue;
+        }
+        std::cout << (args.verify ? "GET url-verification" : "POST " + args.spec.kind) << " -> HTTP " << res->status
+                  << (res->body.empty() ? "" : " " + res->body) << "\n";
+        if (res->status != 200) ++failures;
+    }
+    return failures ? 1 : 0;
+}
+
+std::optional<std::int64_t> parse_since(const std::string& s)
+{
+    if (s.empty()) return std::nullopt;
+    const auto now = std::time(nullptr);
+    const char unit = s.back();
+    if (unit == 'm' || unit == 'h' || unit == 'd' || unit == 's') {
+        try {
+            const long long n = std::stoll(s.substr(0, s.size() - 1));
+            const long long mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
+            return now - n * mult;
+        } catch (const std::exception&) {
+        }
+    }
+    std::tm tm{};
+    for (const char* fmt : {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"}) {
+        tm = {};
+        const char* end = strptime(s.c_str(), fmt, &tm);
+        if (end && *end == '\0') {
+            tm.tm_isdst = -1;
+            return static_cast<std::int64_t>(std::mktime(&tm));
+        }
+    }
+    if (s.find_first_not_of("0123456789") == std::string::npos) return std::stoll(s);
+    throw std::invalid_argument("cannot read --since '" + s + "' (try 2h, 7d, 2026-11-24, 2026-11-24 09:00 or unix seconds)");
+}
+
+int run_activity(const std::string& config_path, std::string db_path, const std::string& group, const std::string& since,
+                 std::size_t limit)
+{
+    if (db_path.empty()) {
+        auto config = bot::load_config(config_path);
+        if (!config) return fail(config.error().message);
+        db_path = config->database;
+    }
+    storage::ActivityFilter filter;
+    if (!group.empty()) filter.group_id = group;
+    try {
+        filter.since = parse_since(since);
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    filter.limit = limit;
+    std::unique_ptr<SQLite::Database> db;
+    try {
+        db = storage::open_for_reading(db_path);
+    } catch (const std::exception& e) {
+        return fail("cannot open " + db_path + ": " + e.what() + " (has `qunbot serve` run yet?)");
+    }
+    const auto rows = storage::query_activity(*db, filter);
+    std::printf("%-19s  %-24s  %-28s  %-20s  %5s  %s\n", "time", "group", "member", "kind", "scene", "detail");
+    for (const auto& r : rows) {
+        char when[32];
+        const std::time_t t = r.at;
+        std::tm tm{};
+        localtime_r(&t, &tm);
+        std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        std::printf("%-19s  %-24s  %-28s  %-20s  %5s  %s\n", when, r.group_id.empty() ? "-" : r.group_id.c_str(),
+                    r.member_id.empty() ? "-" : r.member_id.c_str(), r.kind.c_str(),
+                    r.scene ? std::to_string(*r.scene).c_str() : "-", r.detail.c_str());
+    }
+    std::printf("%zu row(s)\n", rows.size());
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App cli{"qunbot: a group-operations bot for WeCom customer groups"};
+    cli.require_subcommand(1);
+
+    ServeArgs serve;
+    auto* serve_cmd = cli.add_subcommand("serve", "Run the bot: receive WeCom callbacks and journal them");
+    serve_cmd->add_option("--config", serve.config, "Configuration file (default: the embedded config/qunbot.json)");
+    serve_cmd->add_option("--listen", serve.listen, "Override the listen address, ADDRESS:PORT (port 0 picks one)");
+    serve_cmd->add_option("--db", serve.database, "Override the SQLite database path");
+    serve_cmd->add_option("--threads", serve.threads, "Override the number of I/O threads");
+
+    SendArgs send;
+    auto* send_cmd = cli.add_subcommand("send-test-event", "Encrypt and sign a test event like WeCom does, and POST it");
+    send_cmd->add_option("--to", send.to, "Callback URL, e.g. http://127.0.0.1:8080/wecom/demo")->required();
+    send_cmd->add_option("--app", send.app, "App name in the configuration (its token and key are used)")->required();
+    send_cmd->add_option("--config", send.config, "Configuration file (default: embedded)");
+    send_cmd->add_option("--kind", send.spec.kind, "Event kind")->check(CLI::IsMember(wecom::test_event_kinds()));
+    send_cmd->add_option("--chat", send.spec.chat_id, "Group chat id");
+    send_cmd->add_option("--members", send.members, "Comma-separated member ids (joins/leaves)");
+    send_cmd->add_option("--user", send.spec.user, "Staff userid (contact events, message sender)");
+    send_cmd->add_option("--external-user", send.spec.external_user, "Customer external userid");
+    send_cmd->add_option("--text", send.spec.text, "Message text");
+    send_cmd->add_option("--state", send.spec.state, "Channel State of a contact event");
+    send_cmd->add_option("--scene", send.spec.scene, "Join or quit scene");
+    send_cmd->add_option("--count", send.count, "How many events to send")->check(CLI::Range(1, 1000000));
+    send_cmd->add_flag("--json", send.json, "Use the JSON body variant");
+    send_cmd->add_flag("--verify-url", send.verify, "Send a URL-verification GET instead of an event");
+
+    std::string act_config, act_db, act_group, act_since;
+    std::size_t act_limit = 50;
+    auto* act_cmd = cli.add_subcommand("activity", "Print the recent member activity log");
+    act_cmd->add_option("--config", act_config, "Configuration file (for the database path)");
+    act_cmd->add_option("--db", act_db, "SQLite database path (overrides the configuration)");
+    act_cmd->add_option("--group", act_group, "Only this group chat id");
+    act_cmd->add_option("--since", act_since, "Only since: 2h, 7d, 2026-11-24, '2026-11-24 09:00' or unix seconds");
+    act_cmd->add_option("--limit", act_limit, "At most this many rows");
+
+    CLI11_PARSE(cli, argc, argv);
+    try {
+        if (*serve_cmd) return run_serve(serve);
+        if (*send_cmd) return run_send(send);
+        if (*act_cmd) return run_activity(act_config, act_db, act_group, act_since, act_limit);
+    } catch (const std::exception& e) {
+        // The one task boundary of the command-line tools.
+        return fail(std::string("unexpected error: ") + e.what(), 70);
+    }
+    return 0;
+}

@@ -1,0 +1,157 @@
+#include "bot/service.hpp"
+
+#include "bot/callback_route.hpp"
+#include "bot/http_server.hpp"
+#include "bot/metrics.hpp"
+#include "storage/journal.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <thread>
+
+namespace qunbot::bot {
+
+namespace net = boost::asio;
+
+struct Service::Parts {
+    explicit Parts(Config c) : config(std::move(c)), control(net::make_strand(ioc)), signals(control), grace(control) {}
+
+    Config config;
+    net::io_context ioc;
+    Registry metrics;
+    std::unique_ptr<storage::Journal> journal;
+    std::unique_ptr<Routes> routes;
+    std::unique_ptr<HttpServer> server;
+    net::strand<net::io_context::executor_type> control; // owns signals, grace, the flags below
+    net::signal_set signals;
+    net::steady_timer grace;
+    bool shutting_down = false;
+    std::atomic<std::size_t> abandoned{0};
+    std::vector<std::thread> threads;
+
+    void begin_shutdown() // on `control`
+    {
+        if (shutting_down) return;
+        shutting_down = true;
+        spdlog::info("shutdown: no new connections; finishing {} open connection(s)", server->active_connections());
+        signals.cancel();
+        grace.expires_after(std::chrono::milliseconds(config.shutdown_grace_ms));
+        grace.async_wait([this](boost::system::error_code ec) {
+            if (ec) return; // cancelled: drained in time
+            abandoned = server->active_connections();
+            spdlog::error("shutdown: {} connection(s) still busy after {} ms, abandoning them", abandoned.load(),
+                          config.shutdown_grace_ms);
+            ioc.stop();
+        });
+        server->drain([this] {
+            net::post(control, [this] {
+                grace.cancel();
+                spdlog::info("shutdown: all connections finished");
+            });
+        });
+    }
+
+    void wait_for_signal()
+    {
+        signals.async_wait([this](boost::system::error_code ec, int sig) {
+            if (ec) return;
+            spdlog::info("received {}, shutting down gracefully", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            begin_shutdown();
+        });
+    }
+};
+
+core::Result<std::unique_ptr<Service>> Service::create(Config config)
+{
+    auto parts = std::make_unique<Parts>(std::move(config));
+    auto* p = parts.get();
+    auto& commit_seconds = p->metrics.histogram(
+        "qunbot_journal_commit_seconds", "Time to commit one batch of the inbox journal",
+        {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0});
+    auto& batch_events = p->metrics.histogram("qunbot_journal_batch_events", "Events per journal commit",
+                                              {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024});
+    storage::Journal::Options jo;
+    jo.path = p->config.database;
+    jo.durability = p->config.durability;
+    jo.max_batch = p->config.max_batch;
+    jo.on_commit = [&commit_seconds, &batch_events](double seconds, std::size_t n) {
+        commit_seconds.observe(seconds);
+        batch_events.observe(static_cast<double>(n));
+    };
+    try {
+        p->journal = std::make_unique<storage::Journal>(std::move(jo));
+    } catch (const std::exception& e) {
+        return core::make_error("journal_open", "cannot open database " + p->config.database + ": " + e.what());
+    }
+    auto routes = Routes::create(p->config.apps, *p->journal, p->metrics);
+    if (!routes) return routes.error();
+    p->routes = std::move(*routes);
+    auto* r = p->routes.get();
+    p->server = std::make_unique<HttpServer>(p->ioc, p->config.address, p->config.port, p->config.http, p->metrics,
+                                             [r](HttpRequest req, Respond respond) { r->handle(std::move(req), std::move(respond)); });
+    if (auto st = p->server->start(); !st) return st.error();
+    return std::unique_ptr<Service>(new Service(std::move(parts)));
+}
+
+Service::Service(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Service::~Service()
+{
+    if (!parts_->threads.empty()) {
+        request_shutdown();
+        wait();
+    }
+}
+
+void Service::start(bool handle_signals)
+{
+    auto* p = parts_.get();
+    if (handle_signals) {
+        p->signals.add(SIGINT);
+        p->signals.add(SIGTERM);
+        net::post(p->control, [p] { p->wait_for_signal(); });
+    }
+    unsigned n = p->config.threads ? p->config.threads : std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n; ++i) {
+        p->threads.emplace_back([p] {
+            for (;;) {
+                try {
+                    p->ioc.run();
+                    return;
+                } catch (const std::exception& e) {
+                    // A handler threw past its task boundary: a bug. Log it and keep serving.
+                    spdlog::critical("io thread: unhandled exception: {}", e.what());
+                }
+            }
+        });
+    }
+}
+
+void Service::request_shutdown()
+{
+    auto* p = parts_.get();
+    net::post(p->control, [p] { p->begin_shutdown(); });
+}
+
+std::size_t Service::wait()
+{
+    auto* p = parts_.get();
+    for (auto& t : p->threads) t.join();
+    p->threads.clear();
+    // Commits whatever the journal still holds (events of abandoned requests are kept: WeCom's
+    // retry of them will be recognised as a duplicate).
+    p->journal->close();
+    return p->abandoned.load();
+}
+
+std::uint16_t Service::port() const noexcept { return parts_->server->port(); }
+Registry& Service::metrics() noexcept { return parts_->metrics; }
+const Config& Service::config() const noexcept { return parts_->config; }
+
+} // namespace qunbot::bot

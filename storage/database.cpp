@@ -1,0 +1,110 @@
+#include "storage/database.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Transaction.h>
+
+#include <array>
+#include <filesystem>
+#include <stdexcept>
+#include <string_view>
+
+namespace qunbot::storage {
+namespace {
+
+// Append-only: a migration, once released, is never edited; the next change is a new entry.
+constexpr std::array<std::string_view, 1> migrations{
+    R"sql(
+CREATE TABLE inbox (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT    NOT NULL,
+    dedup_key   TEXT    NOT NULL,
+    platform    TEXT    NOT NULL,
+    app         TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    raw_type    TEXT    NOT NULL,
+    group_id    TEXT    NOT NULL,
+    actor       TEXT    NOT NULL,
+    subject     TEXT    NOT NULL,
+    event_time  INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    event_json  TEXT    NOT NULL,
+    payload     TEXT    NOT NULL,
+    UNIQUE (tenant, dedup_key)
+);
+CREATE TABLE activity (
+    id        INTEGER PRIMARY KEY,
+    event_id  INTEGER NOT NULL REFERENCES inbox(id),
+    at        INTEGER NOT NULL,
+    tenant    TEXT    NOT NULL,
+    group_id  TEXT    NOT NULL,
+    member_id TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    scene     INTEGER,
+    detail    TEXT    NOT NULL
+);
+CREATE INDEX activity_by_group ON activity (group_id, at);
+CREATE INDEX activity_by_time ON activity (at);
+CREATE TABLE chat_groups (
+    tenant        TEXT    NOT NULL,
+    group_id      TEXT    NOT NULL,
+    app           TEXT    NOT NULL,
+    status        TEXT    NOT NULL,
+    name          TEXT    NOT NULL DEFAULT '',
+    owner         TEXT    NOT NULL DEFAULT '',
+    member_count  INTEGER NOT NULL DEFAULT 0,
+    member_version TEXT   NOT NULL DEFAULT '',
+    needs_sync    INTEGER NOT NULL DEFAULT 1,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (tenant, group_id)
+);
+CREATE TABLE group_members (
+    tenant     TEXT    NOT NULL,
+    group_id   TEXT    NOT NULL,
+    member_id  TEXT    NOT NULL,
+    joined_at  INTEGER,
+    join_scene INTEGER,
+    left_at    INTEGER,
+    quit_scene INTEGER,
+    present    INTEGER NOT NULL,
+    PRIMARY KEY (tenant, group_id, member_id)
+);
+)sql",
+};
+
+} // namespace
+
+int schema_version() noexcept { return static_cast<int>(migrations.size()); }
+
+std::unique_ptr<SQLite::Database> open_for_writing(const std::string& path, Durability durability)
+{
+    const auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    auto db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db->exec("PRAGMA journal_mode=WAL");
+    db->exec(durability == Durability::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    db->exec("PRAGMA foreign_keys=ON");
+    db->setBusyTimeout(5000);
+
+    const int current = db->execAndGet("PRAGMA user_version").getInt();
+    if (current > schema_version()) {
+        throw std::runtime_error(path + " has schema version " + std::to_string(current) + ", newer than this build's " +
+                                 std::to_string(schema_version()) + "; refusing to touch it");
+    }
+    for (int v = current; v < schema_version(); ++v) {
+        SQLite::Transaction tx(*db);
+        db->exec(std::string(migrations[static_cast<std::size_t>(v)]));
+        db->exec("PRAGMA user_version=" + std::to_string(v + 1));
+        tx.commit();
+    }
+    return db;
+}
+
+std::unique_ptr<SQLite::Database> open_for_reading(const std::string& path)
+{
+    auto db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READONLY);
+    db->setBusyTimeout(5000);
+    return db;
+}
+
+} // namespace qunbot::storage

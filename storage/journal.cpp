@@ -1,0 +1,264 @@
+#include "storage/journal.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+
+namespace qunbot::storage {
+namespace {
+
+using core::EventKind;
+
+std::string encode_event(const core::Event& e)
+{
+    nlohmann::json j;
+    j["kind"] = core::to_string(e.kind);
+    j["platform"] = e.platform;
+    j["app"] = e.app;
+    j["tenant"] = e.tenant;
+    j["time"] = e.time;
+    if (!e.group_id.empty()) j["group_id"] = e.group_id;
+    if (!e.actor.empty()) j["actor"] = e.actor;
+    if (!e.subject.empty()) j["subject"] = e.subject;
+    if (!e.members.empty()) j["members"] = e.members;
+    if (e.scene) j["scene"] = *e.scene;
+    if (e.member_change_count) j["member_change_count"] = e.member_change_count;
+    if (!e.last_member_version.empty()) j["last_member_version"] = e.last_member_version;
+    if (!e.current_member_version.empty()) j["current_member_version"] = e.current_member_version;
+    if (!e.state.empty()) j["state"] = e.state;
+    if (!e.welcome_code.empty()) j["welcome_code"] = e.welcome_code;
+    if (!e.message_id.empty()) j["message_id"] = e.message_id;
+    if (!e.message_type.empty()) j["message_type"] = e.message_type;
+    if (!e.text.empty()) j["text"] = e.text;
+    j["raw_type"] = e.raw_type;
+    for (const auto& [k, v] : e.attributes) j["attributes"][k] = v;
+    // Payloads come from outside; a byte sequence that is not UTF-8 must not fail the commit.
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::int64_t system_now_ms()
+{
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+} // namespace
+
+// Owns the connection and the prepared statements; used only on the writer thread.
+class Journal::Writer {
+public:
+    Writer(const Options& o)
+        : db_(open_for_writing(o.path, o.durability)),
+          insert_event_(*db_, "INSERT INTO inbox (tenant, dedup_key, platform, app, kind, raw_type, group_id, actor, subject,"
+                              " event_time, received_ms, event_json, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                              " ON CONFLICT (tenant, dedup_key) DO NOTHING"),
+          find_event_(*db_, "SELECT id FROM inbox WHERE tenant = ? AND dedup_key = ?"),
+          insert_activity_(*db_, "INSERT INTO activity (event_id, at, tenant, group_id, member_id, kind, scene, detail)"
+                                 " VALUES (?,?,?,?,?,?,?,?)"),
+          upsert_group_(*db_, "INSERT INTO chat_groups (tenant, group_id, app, status, member_version, needs_sync,"
+                              " created_at, updated_at) VALUES (?1, ?2, ?3, CASE ?4 WHEN 'keep' THEN 'active' ELSE ?4 END,"
+                              " ?5, 1, ?6, ?6)"
+                              " ON CONFLICT (tenant, group_id) DO UPDATE SET"
+                              " status = CASE ?4 WHEN 'keep' THEN status ELSE ?4 END,"
+                              " member_version = CASE WHEN ?5 <> '' THEN ?5 ELSE member_version END,"
+                              " needs_sync = 1, updated_at = max(updated_at, ?6)"),
+          join_member_(*db_, "INSERT INTO group_members (tenant, group_id, member_id, joined_at, join_scene, present)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET"
+                             " joined_at = ?4, join_scene = ?5, left_at = NULL, quit_scene = NULL, present = 1"),
+          leave_member_(*db_, "INSERT INTO group_members (tenant, group_id, member_id, left_at, quit_scene, present)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET"
+                              " left_at = ?4, quit_scene = ?5, present = 0"),
+          count_members_(*db_, "UPDATE chat_groups SET member_count = (SELECT count(*) FROM group_members"
+                               " WHERE tenant = ?1 AND group_id = ?2 AND present = 1) WHERE tenant = ?1 AND group_id = ?2")
+    {
+    }
+
+    SQLite::Database& db() { return *db_; }
+
+    // Returns the outcome; throws SQLite::Exception if the statement fails (the caller rolls back).
+    AppendOutcome record(const core::Event& e, std::int64_t received_ms)
+    {
+        run(insert_event_, e.tenant, e.dedup_key, e.platform, e.app, std::string(core::to_string(e.kind)), e.raw_type,
+            e.group_id, e.actor, e.subject, e.time, received_ms, encode_event(e), e.payload);
+        if (db_->getChanges() == 0) {
+            AppendOutcome dup{AppendOutcome::Status::duplicate, 0, {}};
+            find_event_.bind(1, e.tenant);
+            find_event_.bind(2, e.dedup_key);
+            if (find_event_.executeStep()) dup.event_id = find_event_.getColumn(0).getInt64();
+            find_event_.reset();
+            return dup;
+        }
+        const std::int64_t id = db_->getLastInsertRowid();
+        record_activity(id, e);
+        update_directory(e);
+        return {AppendOutcome::Status::stored, id, {}};
+    }
+
+private:
+    template <class... Args>
+    void run(SQLite::Statement& st, const Args&... args)
+    {
+        int i = 0;
+        (bind(st, ++i, args), ...);
+        st.exec();
+        st.reset();
+        st.clearBindings();
+    }
+    static void bind(SQLite::Statement& st, int i, const std::string& v) { st.bind(i, v); }
+    static void bind(SQLite::Statement& st, int i, std::int64_t v) { st.bind(i, v); }
+    static void bind(SQLite::Statement& st, int i, int v) { st.bind(i, v); }
+    static void bind(SQLite::Statement& st, int i, const std::optional<int>& v)
+    {
+        if (v) st.bind(i, *v);
+        else st.bind(i);
+    }
+
+    void activity_row(std::int64_t id, const core::Event& e, const std::string& member, const std::string& detail)
+    {
+        run(insert_activity_, id, e.time, e.tenant, e.group_id, member, std::string(core::to_string(e.kind)), e.scene,
+            detail);
+    }
+
+    void record_activity(std::int64_t id, const core::Event& e)
+    {
+        switch (e.kind) {
+        case EventKind::member_joined:
+        case EventKind::member_left:
+            if (e.members.empty()) activity_row(id, e, "", e.raw_type);
+            for (const auto& m : e.members) activity_row(id, e, m, e.raw_type);
+            return;
+        case EventKind::contact_added:
+        case EventKind::contact_half_added:
+        case EventKind::contact_edited:
+        case EventKind::contact_deleted:
+        case EventKind::contact_unfollowed:
+        case EventKind::contact_transfer_failed:
+        case EventKind::contact_archive_agreed:
+            activity_row(id, e, e.subject, "staff=" + e.actor + (e.state.empty() ? "" : " state=" + e.state));
+            return;
+        case EventKind::message:
+            activity_row(id, e, e.actor, e.message_type);
+            return;
+        default:
+            activity_row(id, e, e.actor, e.raw_type);
+            return;
+        }
+    }
+
+    void update_directory(const core::Event& e)
+    {
+        if (e.group_id.empty()) return;
+        const bool group_event = e.raw_type.starts_with("change_external_chat/");
+        if (!group_event) return;
+        const std::string status = e.kind == EventKind::group_dismissed ? "dismissed" : "active";
+        // A late retry of an old join must not revive a dismissed group: only create/dismiss set status.
+        const bool authoritative = (e.kind == EventKind::group_created || e.kind == EventKind::group_dismissed);
+        run(upsert_group_, e.tenant, e.group_id, e.app, authoritative ? status : std::string("keep"),
+            e.current_member_version, e.time);
+        if (e.kind == EventKind::member_joined) {
+            for (const auto& m : e.members) run(join_member_, e.tenant, e.group_id, m, e.time, e.scene);
+        } else if (e.kind == EventKind::member_left) {
+            for (const auto& m : e.members) run(leave_member_, e.tenant, e.group_id, m, e.time, e.scene);
+        }
+        if (e.kind == EventKind::member_joined || e.kind == EventKind::member_left) {
+            run(count_members_, e.tenant, e.group_id);
+        }
+    }
+
+    std::unique_ptr<SQLite::Database> db_;
+    SQLite::Statement insert_event_;
+    SQLite::Statement find_event_;
+    SQLite::Statement insert_activity_;
+    SQLite::Statement upsert_group_;
+    SQLite::Statement join_member_;
+    SQLite::Statement leave_member_;
+    SQLite::Statement count_members_;
+};
+
+Journal::Journal(Options options) : options_(std::move(options))
+{
+    if (!options_.now_ms) options_.now_ms = system_now_ms;
+    if (options_.max_batch == 0) options_.max_batch = 1;
+    writer_ = std::make_unique<Writer>(options_);
+    thread_ = std::thread([this] { run(); });
+}
+
+Journal::~Journal() { close(); }
+
+void Journal::append(core::Event event, AppendCallback done)
+{
+    {
+        std::lock_guard lock(mutex_);
+        if (!closing_) {
+            queue_.push_back(Pending{std::move(event), std::move(done)});
+            cv_.notify_one();
+            return;
+        }
+    }
+    done(AppendOutcome{AppendOutcome::Status::failed, 0, "journal is closed"});
+}
+
+void Journal::close()
+{
+    {
+        std::lock_guard lock(mutex_);
+        if (closing_ && !thread_.joinable()) return;
+        closing_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+}
+
+void Journal::run()
+{
+    std::vector<Pending> batch;
+    std::vector<AppendOutcome> outcomes;
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            cv_.wait(lock, [&] { return !queue_.empty() || closing_; });
+            if (queue_.empty()) return; // closing, and everything is committed
+            if (queue_.size() <= options_.max_batch) {
+                batch.swap(queue_);
+            } else {
+                auto split = queue_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch);
+                batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(split));
+                queue_.erase(queue_.begin(), split);
+            }
+        }
+        const auto start = std::chrono::steady_clock::now();
+        const std::int64_t received = options_.now_ms();
+        outcomes.clear();
+        try {
+            SQLite::Transaction tx(writer_->db());
+            for (const auto& p : batch) outcomes.push_back(writer_->record(p.event, received));
+            tx.commit();
+        } catch (const std::exception& batch_error) {
+            // Isolate the failure: commit the events one by one, so one bad event (or a transient
+            // error) does not fail its neighbours. Each failure is reported to its own caller, whose
+            // client (WeCom) retries.
+            outcomes.clear();
+            for (const auto& p : batch) {
+                try {
+                    SQLite::Transaction tx(writer_->db());
+                    auto outcome = writer_->record(p.event, received);
+                    tx.commit();
+                    outcomes.push_back(std::move(outcome));
+                } catch (const std::exception& e) {
+                    outcomes.push_back(AppendOutcome{AppendOutcome::Status::failed, 0, e.what()});
+                }
+            }
+        }
+        if (options_.on_commit) {
+            options_.on_commit(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                               batch.size());
+        }
+        for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcomes[i]));
+        batch.clear();
+    }
+}
+
+} // namespace qunbot::storage

@@ -1,0 +1,77 @@
+#pragma once
+/// \file
+/// The inbox journal: the durable record of every accepted event, and the single SQLite writer.
+/// `append` queues an event; a dedicated thread commits whatever has queued up in one
+/// transaction ("group commit"), so N concurrent callbacks cost one fsync, then reports each
+/// outcome. The member activity log and the group directory are written in the same
+/// transaction, so an event is either fully recorded or not at all.
+
+#include "bot/core/event.hpp"
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/database.hpp"
+
+namespace qunbot::storage {
+
+/// What became of one appended event.
+struct AppendOutcome {
+    enum class Status { stored, duplicate, failed };
+    Status status = Status::failed;
+    std::int64_t event_id = 0; ///< inbox row id (also for duplicates: the first copy's id)
+    std::string error;         ///< for `failed`: what went wrong (no secrets: events carry none)
+};
+
+/// Called on the writer thread once the event's fate is durable; must not block.
+using AppendCallback = std::function<void(AppendOutcome)>;
+
+class Journal {
+public:
+    struct Options {
+        std::string path;
+        Durability durability = Durability::full;
+        std::size_t max_batch = 1024;
+        /// Called after each commit attempt on the writer thread: (seconds, events in batch).
+        std::function<void(double, std::size_t)> on_commit;
+        /// Wall clock in milliseconds for `received_ms`; injectable for tests.
+        std::function<std::int64_t()> now_ms;
+    };
+
+    /// Opens the database (migrating it) and starts the writer thread. Throws on start-up errors.
+    explicit Journal(Options options);
+    /// Equivalent to `close()`.
+    ~Journal();
+    Journal(const Journal&) = delete;
+    Journal& operator=(const Journal&) = delete;
+
+    /// Thread-safe. After `close()` the callback is invoked at once with `failed`.
+    void append(core::Event event, AppendCallback done);
+    /// Commits everything queued so far, then stops the writer. Idempotent.
+    void close();
+
+private:
+    struct Pending {
+        core::Event event;
+        AppendCallback done;
+    };
+    class Writer;
+
+    void run();
+
+    Options options_;
+    std::unique_ptr<Writer> writer_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<Pending> queue_;
+    bool closing_ = false;
+    std::thread thread_;
+};
+
+} // namespace qunbot::storage
