@@ -72,6 +72,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     Impl(net::io_context& io, std::string addr, std::uint16_t p, HttpLimits l, Registry& m, Handler h)
         : ioc(io), acceptor(net::make_strand(io)), address(std::move(addr)), port(p), limits(l), handler(std::move(h)),
           connections_active(m.gauge("qunbot_http_connections_active", "Open HTTP connections")),
+          accepted(m.counter("qunbot_http_connections_accepted_total", "Connections accepted")),
           rejected_max(m.counter("qunbot_http_connections_rejected_total", "Connections refused at accept time",
                                  {{"reason", "max_connections"}})),
           too_large(m.counter("qunbot_http_protocol_errors_total", "Requests refused before routing",
@@ -92,6 +93,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     HttpLimits limits;
     Handler handler;
     Gauge& connections_active;
+    Counter& accepted;
     Counter& rejected_max;
     Counter& too_large;
     Counter& header_too_large;
@@ -161,6 +163,9 @@ net::awaitable<void> session(std::shared_ptr<Impl> impl, std::shared_ptr<Connect
         if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
     }
     for (;;) {
+        // A drain that arrived while this connection was busy skipped it; check again here, on
+        // the strand, before waiting for another request that would hold the shutdown.
+        if (impl->draining.load()) break;
         if (buffer.size() == 0) {
             // Waiting for the next request on a kept-alive connection is idle time, not a slow client.
             c->stream.expires_after(first ? read_timeout : idle_timeout);
@@ -190,10 +195,10 @@ net::awaitable<void> session(std::shared_ptr<Impl> impl, std::shared_ptr<Connect
             co_return;
         }
         if (ec == beast::error::timeout) {
+            // tcp_stream has already closed the socket: a 408 cannot be sent, the cut-off is the answer.
             impl->read_timeout.inc();
             spdlog::info("http: request from {} not complete within {} ms, connection closed", remote,
                          impl->limits.read_timeout_ms);
-            co_await write_error(c, 408, "request timeout");
             co_return;
         }
         if (ec == http::error::end_of_stream || ec == net::error::operation_aborted || ec == net::error::eof ||
@@ -260,6 +265,7 @@ net::awaitable<void> accept_loop(std::shared_ptr<Impl> impl)
             refuse(std::move(socket));
             continue;
         }
+        impl->accepted.inc();
         socket.set_option(tcp::no_delay(true), ec);
         auto c = std::make_shared<Connection>(std::move(socket));
         {

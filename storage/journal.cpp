@@ -87,7 +87,8 @@ public:
             AppendOutcome dup{AppendOutcome::Status::duplicate, 0, {}};
             find_event_.bind(1, e.tenant);
             find_event_.bind(2, e.dedup_key);
-            if (find_event_.executeStep()) dup.event_id = find_event_.getColumn(0).getInt64();
+            const bool found = find_event_.executeStep();
+            if (found) dup.event_id = find_event_.getColumn(0).getInt64();
             find_event_.reset();
             return dup;
         }
@@ -101,11 +102,19 @@ private:
     template <class... Args>
     void run(SQLite::Statement& st, const Args&... args)
     {
+        // Reset even when exec throws: a statement left mid-step makes every later use of it
+        // fail with "API misuse", which would turn one bad event into a dead journal.
+        struct Rewind {
+            SQLite::Statement& st;
+            ~Rewind()
+            {
+                st.tryReset();
+                st.clearBindings();
+            }
+        } rewind{st};
         int i = 0;
         (bind(st, ++i, args), ...);
         st.exec();
-        st.reset();
-        st.clearBindings();
     }
     static void bind(SQLite::Statement& st, int i, const std::string& v) { st.bind(i, v); }
     static void bind(SQLite::Statement& st, int i, std::int64_t v) { st.bind(i, v); }

@@ -14,13 +14,14 @@ std::string_view trim_left(std::string_view s)
     return s;
 }
 
-std::string json_field(const nlohmann::json& j, std::initializer_list<const char*> names)
+// `numbers`: accept an integer too (agentid is a number in some samples, a string in others).
+std::string json_field(const nlohmann::json& j, std::initializer_list<const char*> names, bool numbers = false)
 {
     for (const char* n : names) {
         auto it = j.find(n);
         if (it == j.end()) continue;
         if (it->is_string()) return it->get<std::string>();
-        if (it->is_number_integer()) return std::to_string(it->get<long long>());
+        if (numbers && it->is_number_integer()) return std::to_string(it->get<long long>());
     }
     return {};
 }
@@ -49,7 +50,7 @@ core::Result<Envelope> parse_envelope(std::string_view body)
         env.json = true;
         env.encrypt = json_field(j, {"encrypt", "Encrypt"});
         env.to_user_name = json_field(j, {"tousername", "ToUserName"});
-        env.agent_id = json_field(j, {"agentid", "AgentID"});
+        env.agent_id = json_field(j, {"agentid", "AgentID"}, true);
     } else {
         return core::make_error("malformed_body", "body is neither XML nor JSON");
     }

@@ -1,0 +1,220 @@
+#include "storage/journal.hpp"
+
+#include "storage/activity.hpp"
+#include "support/support.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <thread>
+
+using namespace qunbot;
+using storage::AppendOutcome;
+using Status = AppendOutcome::Status;
+using namespace std::chrono_literals;
+
+namespace {
+
+core::Event chat_event(core::EventKind kind, std::string group, std::vector<std::string> members, std::int64_t t,
+                       std::string key)
+{
+    core::Event e;
+    e.kind = kind;
+    e.platform = "wecom";
+    e.app = "t";
+    e.tenant = "wwcorp";
+    e.group_id = std::move(group);
+    e.members = std::move(members);
+    e.time = t;
+    e.dedup_key = std::move(key);
+    e.raw_type = "change_external_chat/x";
+    e.payload = "<xml/>";
+    return e;
+}
+
+AppendOutcome append_and_wait(storage::Journal& j, core::Event e)
+{
+    auto p = std::make_shared<std::promise<AppendOutcome>>();
+    auto f = p->get_future();
+    j.append(std::move(e), [p](AppendOutcome o) { p->set_value(std::move(o)); });
+    REQUIRE(f.wait_for(10s) == std::future_status::ready);
+    return f.get();
+}
+
+storage::Journal::Options options(const std::string& path)
+{
+    storage::Journal::Options o;
+    o.path = path;
+    o.now_ms = [] { return std::int64_t{1'700'000'000'123}; };
+    return o;
+}
+
+std::int64_t scalar(SQLite::Database& db, const std::string& sql)
+{
+    return db.execAndGet(sql).getInt64();
+}
+
+} // namespace
+
+TEST_CASE("journal stores an event once and recognises its retry", "[storage][journal]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("j.db");
+    storage::Journal j(options(path));
+    auto first = append_and_wait(j, chat_event(core::EventKind::member_joined, "g1", {"m1"}, 100, "k1"));
+    CHECK(first.status == Status::stored);
+    CHECK(first.event_id > 0);
+    auto retry = append_and_wait(j, chat_event(core::EventKind::member_joined, "g1", {"m1"}, 100, "k1"));
+    CHECK(retry.status == Status::duplicate);
+    CHECK(retry.event_id == first.event_id);
+    // Same key in another tenant is another event.
+    auto other = chat_event(core::EventKind::member_joined, "g1", {"m1"}, 100, "k1");
+    other.tenant = "wwother";
+    CHECK(append_and_wait(j, other).status == Status::stored);
+    j.close();
+
+    SQLite::Database db(path);
+    CHECK(scalar(db, "SELECT count(*) FROM inbox") == 2);
+    CHECK(scalar(db, "SELECT received_ms FROM inbox WHERE id = " + std::to_string(first.event_id)) == 1'700'000'000'123);
+    CHECK(db.execAndGet("SELECT kind FROM inbox WHERE id = 1").getString() == "member_joined");
+}
+
+TEST_CASE("journal writes the activity log and the group directory in the same transaction", "[storage][journal]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("j.db");
+    {
+        storage::Journal j(options(path));
+        append_and_wait(j, chat_event(core::EventKind::group_created, "g1", {}, 100, "c"));
+        auto join = chat_event(core::EventKind::member_joined, "g1", {"a", "b", "c"}, 110, "j");
+        join.scene = 3;
+        join.current_member_version = "v2";
+        append_and_wait(j, join);
+        auto leave = chat_event(core::EventKind::member_left, "g1", {"b"}, 120, "l");
+        leave.scene = 1;
+        append_and_wait(j, leave);
+    }
+    SQLite::Database db(path);
+    CHECK(scalar(db, "SELECT member_count FROM chat_groups WHERE group_id = 'g1'") == 2);
+    CHECK(db.execAndGet("SELECT member_version FROM chat_groups WHERE group_id = 'g1'").getString() == "v2");
+    CHECK(scalar(db, "SELECT present FROM group_members WHERE member_id = 'b'") == 0);
+    CHECK(scalar(db, "SELECT quit_scene FROM group_members WHERE member_id = 'b'") == 1);
+    CHECK(scalar(db, "SELECT join_scene FROM group_members WHERE member_id = 'a'") == 3);
+
+    const auto rows = storage::query_activity(db, storage::ActivityFilter{std::string("g1"), std::nullopt, 100});
+    REQUIRE(rows.size() == 5); // created, three joins, one leave
+    CHECK(rows.front().kind == "member_left");
+    CHECK(rows.front().member_id == "b");
+    CHECK(rows.front().scene == 1);
+    const auto since = storage::query_activity(db, storage::ActivityFilter{std::nullopt, std::int64_t{110}, 100});
+    CHECK(since.size() == 4);
+    const auto limited = storage::query_activity(db, storage::ActivityFilter{std::nullopt, std::nullopt, 2});
+    CHECK(limited.size() == 2);
+}
+
+TEST_CASE("a late join retry does not revive a dismissed group", "[storage][journal]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("j.db");
+    {
+        storage::Journal j(options(path));
+        append_and_wait(j, chat_event(core::EventKind::group_created, "g1", {}, 100, "c"));
+        append_and_wait(j, chat_event(core::EventKind::group_dismissed, "g1", {}, 200, "d"));
+        append_and_wait(j, chat_event(core::EventKind::member_joined, "g1", {"x"}, 150, "late"));
+    }
+    SQLite::Database db(path);
+    CHECK(db.execAndGet("SELECT status FROM chat_groups WHERE group_id = 'g1'").getString() == "dismissed");
+    CHECK(scalar(db, "SELECT updated_at FROM chat_groups WHERE group_id = 'g1'") == 200);
+}
+
+TEST_CASE("concurrent appends are group-committed and none is lost", "[storage][journal]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("j.db");
+    constexpr int threads = 8;
+    constexpr int per_thread = 250;
+    std::atomic<int> stored{0};
+    std::atomic<std::size_t> commits{0};
+    {
+        auto o = options(path);
+        o.on_commit = [&commits](double, std::size_t) { commits.fetch_add(1); };
+        storage::Journal j(o);
+        std::vector<std::thread> ts;
+        std::vector<std::future<void>> done;
+        for (int t = 0; t < threads; ++t) {
+            ts.emplace_back([&j, &stored, t] {
+                std::vector<std::future<AppendOutcome>> fs;
+                for (int i = 0; i < per_thread; ++i) {
+                    auto p = std::make_shared<std::promise<AppendOutcome>>();
+                    fs.push_back(p->get_future());
+                    const auto id = std::to_string(t) + "-" + std::to_string(i);
+                    j.append(chat_event(core::EventKind::member_joined, "g" + std::to_string(t), {"m" + id}, i, "k" + id),
+                             [p](AppendOutcome o) { p->set_value(std::move(o)); });
+                }
+                for (auto& f : fs) {
+                    if (f.wait_for(30s) == std::future_status::ready && f.get().status == Status::stored) stored.fetch_add(1);
+                }
+            });
+        }
+        for (auto& t : ts) t.join();
+    }
+    CHECK(stored.load() == threads * per_thread);
+    // Group commit: fewer transactions than events (the writer takes all that queued meanwhile).
+    CHECK(commits.load() < static_cast<std::size_t>(threads * per_thread));
+    SQLite::Database db(path);
+    CHECK(scalar(db, "SELECT count(*) FROM inbox") == threads * per_thread);
+    CHECK(scalar(db, "SELECT count(*) FROM activity") == threads * per_thread);
+}
+
+TEST_CASE("after close, append fails at once instead of losing the event silently", "[storage][journal]")
+{
+    test::TempDir dir;
+    storage::Journal j(options(dir.file("j.db")));
+    j.close();
+    auto o = append_and_wait(j, chat_event(core::EventKind::member_joined, "g", {"m"}, 1, "k"));
+    CHECK(o.status == Status::failed);
+    CHECK(o.error == "journal is closed");
+}
+
+TEST_CASE("schema migrations apply once and a newer schema is refused", "[storage][migrations]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("m.db");
+    { auto db = storage::open_for_writing(path, storage::Durability::normal); }
+    {
+        auto db = storage::open_for_writing(path, storage::Durability::normal); // second open: no-op
+        CHECK(db->execAndGet("PRAGMA user_version").getInt() == storage::schema_version());
+        CHECK(db->execAndGet("PRAGMA journal_mode").getString() == "wal");
+        db->exec("PRAGMA user_version = 999");
+    }
+    CHECK_THROWS_WITH(storage::open_for_writing(path, storage::Durability::full), Catch::Contains("newer than this build"));
+}
+
+TEST_CASE("a commit failure is reported per event and the journal keeps working", "[storage][journal][negative]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("j.db");
+    storage::Journal j(options(path));
+    // Another connection holds the write lock past the busy timeout window? Too slow for a test;
+    // instead make one event's statement fail: a trigger that rejects a specific key.
+    {
+        SQLite::Database db(path, SQLite::OPEN_READWRITE);
+        db.exec("CREATE TRIGGER reject_poison BEFORE INSERT ON inbox WHEN NEW.dedup_key = 'poison'"
+                " BEGIN SELECT RAISE(ABORT, 'poisoned'); END");
+    }
+    auto p1 = std::make_shared<std::promise<AppendOutcome>>();
+    auto p2 = std::make_shared<std::promise<AppendOutcome>>();
+    auto f1 = p1->get_future();
+    auto f2 = p2->get_future();
+    j.append(chat_event(core::EventKind::member_joined, "g", {"m"}, 1, "poison"), [p1](AppendOutcome o) { p1->set_value(o); });
+    j.append(chat_event(core::EventKind::member_joined, "g", {"n"}, 1, "fine"), [p2](AppendOutcome o) { p2->set_value(o); });
+    REQUIRE(f1.wait_for(10s) == std::future_status::ready);
+    REQUIRE(f2.wait_for(10s) == std::future_status::ready);
+    const auto o1 = f1.get();
+    CHECK(o1.status == Status::failed);
+    CHECK_THAT(o1.error, Catch::Contains("poisoned"));
+    CHECK(f2.get().status == Status::stored); // its batch neighbour is not lost
+    CHECK(append_and_wait(j, chat_event(core::EventKind::member_joined, "g", {"o"}, 2, "after")).status == Status::stored);
+}
