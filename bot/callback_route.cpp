@@ -53,7 +53,7 @@ core::Result<std::unique_ptr<Routes>> Routes::create(const std::vector<AppConfig
         if (!crypto) {
             return core::make_error(crypto.error().code, "app \"" + a.name + "\": " + crypto.error().message);
         }
-        built.emplace(a.path, App{a.name, std::move(*crypto)});
+        built.emplace(a.path, App{a.name, std::move(*crypto), {}, nullptr, nullptr, nullptr, nullptr});
     }
     return std::unique_ptr<Routes>(new Routes(std::move(built), journal, metrics));
 }
@@ -61,14 +61,20 @@ core::Result<std::unique_ptr<Routes>> Routes::create(const std::vector<AppConfig
 Routes::Routes(std::map<std::string, App> apps, storage::Journal& journal, Registry& metrics)
     : apps_(std::move(apps)), journal_(journal), metrics_(metrics)
 {
-    // Register the families up front so /metrics shows them (at zero) before the first event.
-    for (const auto& [path, app] : apps_) {
+    // Registered up front, so /metrics shows every series (at zero) before the first event.
+    for (auto& [path, app] : apps_) {
         for (auto kind : core::all_event_kinds()) {
-            metrics_.counter("qunbot_events_total", "Events committed to the inbox journal, by kind",
-                             {{"app", app.name}, {"kind", std::string(core::to_string(kind))}});
+            app.events_by_kind.push_back(&metrics_.counter("qunbot_events_total", "Events committed to the inbox journal, by kind",
+                                                           {{"app", app.name}, {"kind", std::string(core::to_string(kind))}}));
         }
-        metrics_.counter("qunbot_events_duplicate_total", "Deliveries recognised as retries of a committed event",
-                         {{"app", app.name}});
+        app.duplicates = &metrics_.counter("qunbot_events_duplicate_total",
+                                           "Deliveries recognised as retries of a committed event", {{"app", app.name}});
+        app.journal_failures = &metrics_.counter("qunbot_journal_failures_total",
+                                                 "Events the journal could not commit (answered 503)", {{"app", app.name}});
+        app.requests_stored = &metrics_.counter("qunbot_http_requests_total", "HTTP requests by route and outcome",
+                                                {{"route", app.name}, {"outcome", "stored"}});
+        app.requests_duplicate = &metrics_.counter("qunbot_http_requests_total", "HTTP requests by route and outcome",
+                                                   {{"route", app.name}, {"outcome", "duplicate"}});
     }
 }
 
@@ -162,31 +168,26 @@ void Routes::receive(const App& app, const HttpRequest& req, const Respond& resp
     if (kind == core::EventKind::unknown) {
         spdlog::info("callback: app={} unknown event type '{}' kept raw", app.name, event->raw_type);
     }
-    auto& committed = metrics_.counter("qunbot_events_total", "Events committed to the inbox journal, by kind",
-                                       {{"app", app.name}, {"kind", std::string(core::to_string(kind))}});
-    auto& duplicates = metrics_.counter("qunbot_events_duplicate_total",
-                                        "Deliveries recognised as retries of a committed event", {{"app", app.name}});
-    auto& failed = metrics_.counter("qunbot_journal_failures_total", "Events the journal could not commit (answered 503)",
-                                    {{"app", app.name}});
+    auto& committed = *app.events_by_kind[static_cast<std::size_t>(kind)];
     auto dedup_key = event->dedup_key;
-    journal_.append(std::move(*event), [this, &app, &committed, &duplicates, &failed, respond,
+    journal_.append(std::move(*event), [this, &app, &committed, respond,
                                         dedup_key = std::move(dedup_key)](storage::AppendOutcome outcome) {
         // Runs on the journal writer thread, after the commit: only now is the 200 honest.
         switch (outcome.status) {
         case storage::AppendOutcome::Status::stored:
             committed.inc();
-            count(app.name, "stored");
+            app.requests_stored->inc();
             spdlog::debug("callback: app={} stored event {} key={}", app.name, outcome.event_id, dedup_key);
             respond(text(200, ""));
             return;
         case storage::AppendOutcome::Status::duplicate:
-            duplicates.inc();
-            count(app.name, "duplicate");
+            app.duplicates->inc();
+            app.requests_duplicate->inc();
             spdlog::debug("callback: app={} duplicate of event {} key={}", app.name, outcome.event_id, dedup_key);
             respond(text(200, ""));
             return;
         case storage::AppendOutcome::Status::failed:
-            failed.inc();
+            app.journal_failures->inc();
             count(app.name, "journal_error");
             spdlog::error("callback: app={} journal commit failed, answering 503 so WeCom retries: {}", app.name,
                           outcome.error);

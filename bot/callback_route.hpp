@@ -19,6 +19,7 @@ class Journal;
 namespace qunbot::bot {
 
 class Registry;
+class Counter;
 
 class Routes {
 public:
@@ -33,6 +34,12 @@ private:
     struct App {
         std::string name;
         wecom::CallbackCrypto crypto;
+        // Resolved once: the hot path must not look series up by label on every callback.
+        std::vector<Counter*> events_by_kind;
+        Counter* duplicates = nullptr;
+        Counter* journal_failures = nullptr;
+        Counter* requests_stored = nullptr;
+        Counter* requests_duplicate = nullptr;
     };
     Routes(std::map<std::string, App> apps, storage::Journal& journal, Registry& metrics);
 

@@ -13,7 +13,6 @@ packages=(
   libspdlog-dev         # structured logging
   libcli11-dev          # command line
   catch2                # tests (v2.13, catch_discover_tests)
-  curl                  # run.sh quick start prints a curl-free command, tests use none; kept for humans
 )
 
 missing=()

@@ -51,7 +51,6 @@ CREATE TABLE chat_groups (
     status        TEXT    NOT NULL,
     name          TEXT    NOT NULL DEFAULT '',
     owner         TEXT    NOT NULL DEFAULT '',
-    member_count  INTEGER NOT NULL DEFAULT 0,
     member_version TEXT   NOT NULL DEFAULT '',
     needs_sync    INTEGER NOT NULL DEFAULT 1,
     created_at    INTEGER NOT NULL,
@@ -84,6 +83,8 @@ std::unique_ptr<SQLite::Database> open_for_writing(const std::string& path, Dura
     db->exec("PRAGMA journal_mode=WAL");
     db->exec(durability == Durability::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     db->exec("PRAGMA foreign_keys=ON");
+    db->exec("PRAGMA cache_size=-65536"); // 64 MiB: the hot index pages stay in memory
+    db->exec("PRAGMA temp_store=MEMORY");
     db->setBusyTimeout(5000);
 
     const int current = db->execAndGet("PRAGMA user_version").getInt();

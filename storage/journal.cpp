@@ -12,6 +12,9 @@ namespace {
 
 using core::EventKind;
 
+// Events after which the checkpointer runs without waiting for its half-second tick.
+constexpr std::size_t checkpoint_after_events = 5000;
+
 std::string encode_event(const core::Event& e)
 {
     nlohmann::json j;
@@ -70,9 +73,7 @@ public:
                              " joined_at = ?4, join_scene = ?5, left_at = NULL, quit_scene = NULL, present = 1"),
           leave_member_(*db_, "INSERT INTO group_members (tenant, group_id, member_id, left_at, quit_scene, present)"
                               " VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET"
-                              " left_at = ?4, quit_scene = ?5, present = 0"),
-          count_members_(*db_, "UPDATE chat_groups SET member_count = (SELECT count(*) FROM group_members"
-                               " WHERE tenant = ?1 AND group_id = ?2 AND present = 1) WHERE tenant = ?1 AND group_id = ?2")
+                              " left_at = ?4, quit_scene = ?5, present = 0")
     {
     }
 
@@ -172,9 +173,6 @@ private:
         } else if (e.kind == EventKind::member_left) {
             for (const auto& m : e.members) run(leave_member_, e.tenant, e.group_id, m, e.time, e.scene);
         }
-        if (e.kind == EventKind::member_joined || e.kind == EventKind::member_left) {
-            run(count_members_, e.tenant, e.group_id);
-        }
     }
 
     std::unique_ptr<SQLite::Database> db_;
@@ -184,7 +182,6 @@ private:
     SQLite::Statement upsert_group_;
     SQLite::Statement join_member_;
     SQLite::Statement leave_member_;
-    SQLite::Statement count_members_;
 };
 
 Journal::Journal(Options options) : options_(std::move(options))
@@ -192,7 +189,10 @@ Journal::Journal(Options options) : options_(std::move(options))
     if (!options_.now_ms) options_.now_ms = system_now_ms;
     if (options_.max_batch == 0) options_.max_batch = 1;
     writer_ = std::make_unique<Writer>(options_);
+    // Checkpoints are this class's job (see run_checkpoints), not the committing writer's.
+    writer_->db().exec("PRAGMA wal_autocheckpoint=0");
     thread_ = std::thread([this] { run(); });
+    checkpointer_ = std::thread([this] { run_checkpoints(); });
 }
 
 Journal::~Journal() { close(); }
@@ -219,6 +219,42 @@ void Journal::close()
     }
     cv_.notify_one();
     if (thread_.joinable()) thread_.join();
+    {
+        std::lock_guard lock(mutex_);
+        checkpointer_stop_ = true;
+    }
+    checkpoint_cv_.notify_one();
+    if (checkpointer_.joinable()) checkpointer_.join();
+}
+
+void Journal::run_checkpoints()
+{
+    // A checkpoint copies committed WAL frames into the database file. PASSIVE never blocks the
+    // writer; it runs every half second, or sooner once enough events have piled up.
+    std::unique_ptr<SQLite::Database> db;
+    try {
+        db = std::make_unique<SQLite::Database>(options_.path, SQLite::OPEN_READWRITE);
+        db->setBusyTimeout(5000);
+    } catch (const std::exception&) {
+        return; // the writer opened the same file a moment ago; without this thread SQLite still works, the WAL just grows
+    }
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500),
+                                [&] { return checkpointer_stop_ || uncheckpointed_ >= checkpoint_after_events; });
+        const bool stop = checkpointer_stop_;
+        if (uncheckpointed_ == 0 && !stop) continue;
+        uncheckpointed_ = 0;
+        lock.unlock();
+        try {
+            // On close the writer is gone: fold the whole WAL back and truncate it.
+            db->exec(stop ? "PRAGMA wal_checkpoint(TRUNCATE)" : "PRAGMA wal_checkpoint(PASSIVE)");
+        } catch (const std::exception&) {
+            // Busy or I/O trouble: the frames stay in the WAL, which is durable; try again next round.
+        }
+        if (stop) return;
+        lock.lock();
+    }
 }
 
 void Journal::run()
@@ -266,6 +302,11 @@ void Journal::run()
                                batch.size());
         }
         for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcomes[i]));
+        {
+            std::lock_guard lock(mutex_);
+            uncheckpointed_ += batch.size();
+            if (uncheckpointed_ >= checkpoint_after_events) checkpoint_cv_.notify_one();
+        }
         batch.clear();
     }
 }

@@ -4,7 +4,9 @@
 /// `append` queues an event; a dedicated thread commits whatever has queued up in one
 /// transaction ("group commit"), so N concurrent callbacks cost one fsync, then reports each
 /// outcome. The member activity log and the group directory are written in the same
-/// transaction, so an event is either fully recorded or not at all.
+/// transaction, so an event is either fully recorded or not at all. WAL checkpoints run on a
+/// thread of their own (with its own connection), so a checkpoint's fsync of the database file
+/// never sits inside a commit that callers are waiting for.
 
 #include "bot/core/event.hpp"
 
@@ -64,6 +66,7 @@ private:
     class Writer;
 
     void run();
+    void run_checkpoints();
 
     Options options_;
     std::unique_ptr<Writer> writer_;
@@ -71,7 +74,11 @@ private:
     std::condition_variable cv_;
     std::vector<Pending> queue_;
     bool closing_ = false;
+    std::size_t uncheckpointed_ = 0; ///< events committed since the last checkpoint (under mutex_)
+    bool checkpointer_stop_ = false;  ///< under mutex_
+    std::condition_variable checkpoint_cv_;
     std::thread thread_;
+    std::thread checkpointer_;
 };
 
 } // namespace qunbot::storage

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Benchmarks. `scripts/bench.sh intake [SECONDS]`: starts `qunbot serve` on a fresh database in a
+# temporary directory (durability "full": every acknowledged callback is fsynced), drives it
+# over loopback with distinct encrypted callbacks (keep-alive, 2 threads, 32 connections), first
+# as fast as it answers, then at a fixed 5,000/s, and prints throughput, latency and the journal
+# check. Client and server share this machine's cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-intake}
+seconds=${2:-10}
+[ "$what" = intake ] || { echo "usage: scripts/bench.sh intake [SECONDS]" >&2; exit 2; }
+
+./scripts/install_deps.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build --target qunbot qunbot_intake_load
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat > "$work/bench.json" <<JSON
+{
+  "listen": { "address": "127.0.0.1", "port": 0 },
+  "threads": 2,
+  "database": "$work/bench.db",
+  "log_level": "warn",
+  "journal": { "durability": "full", "max_batch": 1024 },
+  "http": { "max_connections": 4096 },
+  "apps": [ { "name": "bench", "path": "/wecom/bench", "corp_id": "wwbench000000001",
+              "secrets_file": "$work/bench.secrets.json", "generate_secrets": true } ]
+}
+JSON
+
+./build/qunbot serve --config "$work/bench.json" > "$work/serve.out" 2> "$work/serve.err" &
+server_pid=$!
+for _ in $(seq 1 200); do
+  grep -q "listening on" "$work/serve.out" 2>/dev/null && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.err" >&2; exit 1; }
+  sleep 0.05
+done
+url=$(grep -o "http://[0-9.]*:[0-9]*" "$work/serve.out" | head -1)/wecom/bench
+echo "qunbot intake benchmark: $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo
+echo "== closed loop: as fast as qunbot answers"
+./build/bench/qunbot_intake_load --url "$url" --app bench --config "$work/bench.json" --db "$work/bench.db" \
+  --connections 32 --threads 2 --seconds "$seconds"
+echo
+echo "== open loop: 5,000 callbacks/s"
+./build/bench/qunbot_intake_load --url "$url" --app bench --config "$work/bench.json" --db "$work/bench.db" \
+  --connections 32 --threads 2 --seconds "$seconds" --rate 5000
