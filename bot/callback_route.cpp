@@ -13,7 +13,7 @@ namespace {
 
 struct Target {
     std::string path;
-    std::map<std::string, std::string> params; // percent-decoded; '+' stays '+' (base64!)
+    Routes::Params params; // percent-decoded; '+' stays '+' (base64!)
 };
 
 core::Result<Target> parse_target(const std::string& target)
@@ -28,10 +28,10 @@ core::Result<Target> parse_target(const std::string& target)
     return t;
 }
 
-std::string param(const Target& t, const char* name)
+std::string param(const Routes::Params& params, const char* name)
 {
-    auto it = t.params.find(name);
-    return it == t.params.end() ? std::string() : it->second;
+    auto it = params.find(name);
+    return it == params.end() ? std::string() : it->second;
 }
 
 HttpResponse text(int status, std::string body)
@@ -126,20 +126,19 @@ void Routes::handle(HttpRequest request, Respond respond)
         respond(text(404, "not found"));
         return;
     }
-    if (request.method == "GET") return verify_url(it->second, request, respond);
-    if (request.method == "POST") return receive(it->second, request, respond);
+    if (request.method == "GET") return verify_url(it->second, request, target->params, respond);
+    if (request.method == "POST") return receive(it->second, request, target->params, respond);
     count(it->second.name, "method_not_allowed");
     respond(text(405, "method not allowed"));
 }
 
-void Routes::verify_url(const App& app, const HttpRequest& req, const Respond& respond)
+void Routes::verify_url(const App& app, const HttpRequest& req, const Params& query, const Respond& respond)
 {
-    const auto t = parse_target(req.target);
-    const auto echostr = param(*t, "echostr");
+    const auto echostr = param(query, "echostr");
     if (echostr.empty()) {
         return reject(app, req, core::make_error("missing_parameter", "GET without echostr"), 403, respond);
     }
-    auto plain = app.crypto.open(param(*t, "msg_signature"), param(*t, "timestamp"), param(*t, "nonce"), echostr);
+    auto plain = app.crypto.open(param(query, "msg_signature"), param(query, "timestamp"), param(query, "nonce"), echostr);
     if (!plain) return reject(app, req, plain.error(), 403, respond);
     count(app.name, "verified");
     spdlog::info("callback URL verified: app={}", app.name);
@@ -147,12 +146,11 @@ void Routes::verify_url(const App& app, const HttpRequest& req, const Respond& r
     respond(text(200, std::move(*plain)));
 }
 
-void Routes::receive(const App& app, const HttpRequest& req, const Respond& respond)
+void Routes::receive(const App& app, const HttpRequest& req, const Params& query, const Respond& respond)
 {
-    const auto t = parse_target(req.target);
-    const auto signature = param(*t, "msg_signature");
-    const auto timestamp = param(*t, "timestamp");
-    const auto nonce = param(*t, "nonce");
+    const auto signature = param(query, "msg_signature");
+    const auto timestamp = param(query, "timestamp");
+    const auto nonce = param(query, "nonce");
     if (signature.empty() || timestamp.empty() || nonce.empty()) {
         return reject(app, req, core::make_error("missing_parameter", "msg_signature, timestamp and nonce are required"), 403,
                       respond);

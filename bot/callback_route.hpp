@@ -10,6 +10,8 @@
 #include "bot/core/result.hpp"
 
 #include <map>
+#include <string>
+#include <vector>
 #include <memory>
 
 namespace qunbot::storage {
@@ -30,6 +32,9 @@ public:
     /// The `Handler` for the HTTP server.
     void handle(HttpRequest request, Respond respond);
 
+    /// Decoded query parameters.
+    using Params = std::map<std::string, std::string>;
+
 private:
     struct App {
         std::string name;
@@ -43,8 +48,8 @@ private:
     };
     Routes(std::map<std::string, App> apps, storage::Journal& journal, Registry& metrics);
 
-    void verify_url(const App& app, const HttpRequest& req, const Respond& respond);
-    void receive(const App& app, const HttpRequest& req, const Respond& respond);
+    void verify_url(const App& app, const HttpRequest& req, const Params& query, const Respond& respond);
+    void receive(const App& app, const HttpRequest& req, const Params& query, const Respond& respond);
     void count(const std::string& route, const std::string& outcome);
     void reject(const App& app, const HttpRequest& req, const core::Error& error, int status, const Respond& respond);
 
