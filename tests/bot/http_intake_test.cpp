@@ -341,3 +341,39 @@ TEST_CASE("graceful shutdown closes idle keep-alive connections and returns prom
     CHECK(s.service->wait() == 0);
     s.stopped = true;
 }
+
+TEST_CASE("several apps are served at once, each with its own token, key and corp id", "[http][intake][vector]")
+{
+    test::TempDir dir;
+    test::write_file(dir.file("a.json"), std::string("{\"token\":\"") + test::vector_token + "\",\"encoding_aes_key\":\"" +
+                                             test::vector_key + "\"}");
+    test::write_file(dir.file("e.json"), R"({"token":"123456","encoding_aes_key":"kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"})");
+    test::write_file(dir.file("q.json"), "{\"listen\":{\"port\":0},\"threads\":2,\"database\":\"" + dir.file("q.db") +
+                                             "\",\"apps\":[{\"name\":\"a\",\"path\":\"/wecom/a\",\"corp_id\":\"wx5823bf96d3bd56c7\","
+                                             "\"secrets_file\":\"" + dir.file("a.json") + "\"},"
+                                             "{\"name\":\"e\",\"path\":\"/wecom/e\",\"corp_id\":\"wx49f0ab532d5d035a\","
+                                             "\"secrets_file\":\"" + dir.file("e.json") + "\"}]}");
+    auto config = bot::load_config(dir.file("q.json"));
+    REQUIRE(config.ok());
+    REQUIRE(bot::resolve_secrets(*config).ok());
+    auto service = bot::Service::create(*config);
+    REQUIRE(service.ok());
+    auto& s = **service;
+    s.start(false);
+    bot::HttpClient c("127.0.0.1", s.port(), 5s);
+    // Vector E2 (wechatpy), as its XML body.
+    const std::string e2 = "RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxpsq5Yj4GNglrBb8I2BAJVODGajiFnXBu7mCPatfjsu6IHCrsTyeDXzF6Bv283dGymzxh6ydJRvZsryDyZbLTE7rhnus50qGPMfp2wASFlzEgMW9z1ef/RD8XzaFYgm7iTdaXpXaG4+BiYyolBug/gYNx410cvkKR2/nPwBiT+P4hIiOAQqGp/TywZBtDh1yCF2KOd0gpiMZ5jSw3e29mTvmUHzkVQiMS6td7vXUaWOMZnYZlF3So2SjHnwh4jYFxdgpkHHqIrH/54SNdshoQgWYEvccTKe7FS709/5t6NMxuGhcUGAPOQipvWTT4dShyqio7mlsl5noTrb++x6En749zCpQVhDpbV6GDnTbcX2e8K9QaNWHp91eBdCRxthuL0=";
+    const std::string e2_query = "msg_signature=74d92dfeb87ba7c714f89d98870ae5eb62dff26d&timestamp=1411525903&nonce=461056294";
+    const std::string e2_body = "<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName><Encrypt><![CDATA[" + e2 + "]]></Encrypt></xml>";
+    CHECK(must(c.request("POST", "/wecom/a?" + a2_query, a2_body)).status == 200);
+    CHECK(must(c.request("POST", "/wecom/e?" + e2_query, e2_body)).status == 200);
+    // Crossed over, each is refused: the other app's token does not sign it.
+    CHECK(must(c.request("POST", "/wecom/e?" + a2_query, a2_body)).status == 403);
+    CHECK(must(c.request("POST", "/wecom/a?" + e2_query, e2_body)).status == 403);
+    s.request_shutdown();
+    CHECK(s.wait() == 0);
+    SQLite::Database db(dir.file("q.db"));
+    CHECK(db.execAndGet("SELECT count(*) FROM inbox").getInt64() == 2);
+    CHECK(db.execAndGet("SELECT actor FROM inbox WHERE app = 'e'").getString() == "messense");
+    CHECK(db.execAndGet("SELECT tenant FROM inbox WHERE app = 'a'").getString() == "wx5823bf96d3bd56c7");
+}

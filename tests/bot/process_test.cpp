@@ -69,6 +69,20 @@ struct Sender {
     }
 };
 
+// Waits (with a deadline) until at least `n` callbacks have been acknowledged.
+void wait_for_acks(std::mutex& mutex, const std::set<int>& acked, std::size_t n)
+{
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    for (;;) {
+        {
+            std::lock_guard lock(mutex);
+            if (acked.size() >= n) return;
+        }
+        REQUIRE(std::chrono::steady_clock::now() < deadline);
+        std::this_thread::yield();
+    }
+}
+
 std::map<std::string, int> member_counts(const std::string& db_path)
 {
     SQLite::Database db(db_path);
@@ -96,15 +110,7 @@ TEST_CASE("SIGKILL mid-stream loses no acknowledged callback, and a restart dedu
         std::vector<std::thread> threads;
         for (int t = 0; t < senders; ++t) threads.emplace_back(Sender{port, mutex, acked, stop}, t, total, senders);
         // Kill once a good share is acknowledged, with requests certainly in flight.
-        const auto deadline = std::chrono::steady_clock::now() + 60s;
-        for (;;) {
-            {
-                std::lock_guard lock(mutex);
-                if (acked.size() >= 600) break;
-            }
-            REQUIRE(std::chrono::steady_clock::now() < deadline);
-            std::this_thread::yield();
-        }
+        wait_for_acks(mutex, acked, 600);
         server->signal(SIGKILL);
         REQUIRE(server->wait_exit(10s) == 128 + SIGKILL);
         stop = true;
@@ -151,15 +157,7 @@ TEST_CASE("SIGTERM drains: in-flight callbacks are answered and committed, then 
     std::atomic<bool> stop{false};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) threads.emplace_back(Sender{port, mutex, acked, stop}, t, 100000, 4);
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    for (;;) {
-        {
-            std::lock_guard lock(mutex);
-            if (acked.size() >= 200) break;
-        }
-        REQUIRE(std::chrono::steady_clock::now() < deadline);
-        std::this_thread::yield();
-    }
+    wait_for_acks(mutex, acked, 200);
     server->signal(SIGTERM);
     const auto status = server->wait_exit(20s);
     stop = true;
