@@ -181,7 +181,16 @@ net::awaitable<void> session(std::shared_ptr<Impl> impl, std::shared_ptr<Connect
         parser.header_limit(static_cast<std::uint32_t>(impl->limits.max_header_bytes));
         parser.body_limit(impl->limits.max_body_bytes);
         c->stream.expires_after(read_timeout); // the whole request must arrive within this
-        auto [ec, n] = co_await http::async_read(c->stream, buffer, parser, use_tuple);
+        auto [ec, n] = co_await http::async_read_header(c->stream, buffer, parser, use_tuple);
+        if (!ec && !parser.is_done()) {
+            // Clients such as curl send "Expect: 100-continue" for larger bodies and wait for
+            // this interim answer before sending the body.
+            if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+                http::response<http::empty_body> go_on{http::status::continue_, parser.get().version()};
+                std::tie(ec, n) = co_await http::async_write(c->stream, go_on, use_tuple);
+            }
+            if (!ec) std::tie(ec, n) = co_await http::async_read(c->stream, buffer, parser, use_tuple);
+        }
         if (ec == http::error::body_limit) {
             impl->too_large.inc();
             spdlog::warn("http: request body over {} bytes refused (413) from {}", impl->limits.max_body_bytes, remote);

@@ -377,3 +377,18 @@ TEST_CASE("several apps are served at once, each with its own token, key and cor
     CHECK(db.execAndGet("SELECT actor FROM inbox WHERE app = 'e'").getString() == "messense");
     CHECK(db.execAndGet("SELECT tenant FROM inbox WHERE app = 'a'").getString() == "wx5823bf96d3bd56c7");
 }
+
+TEST_CASE("Expect: 100-continue gets its interim answer before the body is sent", "[http][server]")
+{
+    Server s;
+    RawConnection raw(s.service->port());
+    raw.send("POST /cb?" + a2_query + " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " +
+             std::to_string(a2_body.size()) + "\r\nConnection: close\r\n\r\n");
+    char buf[64] = {};
+    const auto n = raw.socket.read_some(boost::asio::buffer(buf)); // blocks until the server answers
+    CHECK_THAT(std::string(buf, n), Catch::StartsWith("HTTP/1.1 100 Continue"));
+    raw.send(a2_body);
+    const auto rest = raw.read_all();
+    CHECK_THAT(rest, Catch::Contains("HTTP/1.1 200 OK"));
+    CHECK(s.count("SELECT count(*) FROM inbox") == 1);
+}
