@@ -4,14 +4,19 @@
 # over loopback with distinct encrypted callbacks (keep-alive, 2 threads, 32 connections), first
 # as fast as it answers, then at a fixed 5,000/s, and prints throughput, latency and the journal
 # check. Client and server share this machine's cores.
+# `scripts/bench.sh micro`: in-process micro-benchmarks of each intake step (bench/hot_paths.cpp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-intake}
 seconds=${2:-10}
-[ "$what" = intake ] || { echo "usage: scripts/bench.sh intake [SECONDS]" >&2; exit 2; }
+case "$what" in intake|micro) ;; *) echo "usage: scripts/bench.sh intake [SECONDS] | micro" >&2; exit 2 ;; esac
 
 ./scripts/install_deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+if [ "$what" = micro ]; then
+  cmake --build build --target qunbot_bench
+  exec ./build/bench/qunbot_bench
+fi
 cmake --build build --target qunbot qunbot_intake_load
 
 work=$(mktemp -d)

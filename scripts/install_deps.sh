@@ -13,6 +13,7 @@ packages=(
   libspdlog-dev         # structured logging
   libcli11-dev          # command line
   catch2                # tests (v2.13, catch_discover_tests)
+  libbenchmark-dev      # in-process micro-benchmarks (bench/)
 )
 
 missing=()
