@@ -13,7 +13,7 @@ namespace {
 using core::EventKind;
 
 // Events after which the checkpointer runs without waiting for its half-second tick.
-constexpr std::size_t checkpoint_after_events = 5000;
+constexpr std::size_t checkpoint_after_events = 1000;
 
 std::string encode_event(const core::Event& e)
 {
@@ -230,7 +230,8 @@ void Journal::close()
 void Journal::run_checkpoints()
 {
     // A checkpoint copies committed WAL frames into the database file. PASSIVE never blocks the
-    // writer; it runs every half second, or sooner once enough events have piled up.
+    // writer; small and frequent (every 100 ms, or sooner after enough events) keeps each one's
+    // fsync short, so the writer's own fdatasync does not queue behind a large one.
     std::unique_ptr<SQLite::Database> db;
     try {
         db = std::make_unique<SQLite::Database>(options_.path, SQLite::OPEN_READWRITE);
@@ -240,7 +241,7 @@ void Journal::run_checkpoints()
     }
     std::unique_lock lock(mutex_);
     for (;;) {
-        checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500),
+        checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(100),
                                 [&] { return checkpointer_stop_ || uncheckpointed_ >= checkpoint_after_events; });
         const bool stop = checkpointer_stop_;
         if (uncheckpointed_ == 0 && !stop) continue;
