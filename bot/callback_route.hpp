@@ -10,9 +10,9 @@
 #include "bot/core/result.hpp"
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
-#include <memory>
 
 namespace qunbot::storage {
 class Journal;

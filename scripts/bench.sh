@@ -47,6 +47,7 @@ for _ in $(seq 1 200); do
   kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.err" >&2; exit 1; }
   sleep 0.05
 done
+grep -q "listening on" "$work/serve.out" || { echo "qunbot did not start within 10 s" >&2; cat "$work/serve.err" >&2; exit 1; }
 url=$(grep -o "http://[0-9.]*:[0-9]*" "$work/serve.out" | head -1)/wecom/bench
 echo "qunbot intake benchmark: $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo

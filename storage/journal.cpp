@@ -4,6 +4,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 
@@ -12,7 +13,7 @@ namespace {
 
 using core::EventKind;
 
-// Events after which the checkpointer runs without waiting for its half-second tick.
+// Events after which the checkpointer runs without waiting for its 100 ms tick.
 constexpr std::size_t checkpoint_after_events = 1000;
 
 std::string encode_event(const core::Event& e)
@@ -86,11 +87,10 @@ public:
             e.group_id, e.actor, e.subject, e.time, received_ms, encode_event(e), e.payload);
         if (db_->getChanges() == 0) {
             AppendOutcome dup{AppendOutcome::Status::duplicate, 0, {}};
+            Rewind rewind{find_event_};
             find_event_.bind(1, e.tenant);
             find_event_.bind(2, e.dedup_key);
-            const bool found = find_event_.executeStep();
-            if (found) dup.event_id = find_event_.getColumn(0).getInt64();
-            find_event_.reset();
+            if (find_event_.executeStep()) dup.event_id = find_event_.getColumn(0).getInt64();
             return dup;
         }
         const std::int64_t id = db_->getLastInsertRowid();
@@ -100,19 +100,21 @@ public:
     }
 
 private:
+    // Resets a statement even when a step throws: a statement left mid-step makes every later
+    // use of it fail with "API misuse", which would turn one bad event into a dead journal.
+    struct Rewind {
+        SQLite::Statement& st;
+        ~Rewind()
+        {
+            st.tryReset();
+            st.clearBindings();
+        }
+    };
+
     template <class... Args>
     void run(SQLite::Statement& st, const Args&... args)
     {
-        // Reset even when exec throws: a statement left mid-step makes every later use of it
-        // fail with "API misuse", which would turn one bad event into a dead journal.
-        struct Rewind {
-            SQLite::Statement& st;
-            ~Rewind()
-            {
-                st.tryReset();
-                st.clearBindings();
-            }
-        } rewind{st};
+        Rewind rewind{st};
         int i = 0;
         (bind(st, ++i, args), ...);
         st.exec();
@@ -236,9 +238,14 @@ void Journal::run_checkpoints()
     try {
         db = std::make_unique<SQLite::Database>(options_.path, SQLite::OPEN_READWRITE);
         db->setBusyTimeout(5000);
-    } catch (const std::exception&) {
-        return; // the writer opened the same file a moment ago; without this thread SQLite still works, the WAL just grows
+    } catch (const std::exception& e) {
+        // The writer opened the same file a moment ago, so this is unexpected. Commits still
+        // work without checkpoints; the WAL file just keeps growing.
+        spdlog::error("journal: cannot open a checkpoint connection to {}: {}; the WAL will not be checkpointed",
+                      options_.path, e.what());
+        return;
     }
+    bool failing = false; // log a failure once, and its recovery, not every 100 ms
     std::unique_lock lock(mutex_);
     for (;;) {
         checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(100),
@@ -250,8 +257,12 @@ void Journal::run_checkpoints()
         try {
             // On close the writer is gone: fold the whole WAL back and truncate it.
             db->exec(stop ? "PRAGMA wal_checkpoint(TRUNCATE)" : "PRAGMA wal_checkpoint(PASSIVE)");
-        } catch (const std::exception&) {
-            // Busy or I/O trouble: the frames stay in the WAL, which is durable; try again next round.
+            if (failing) spdlog::info("journal: WAL checkpoints work again");
+            failing = false;
+        } catch (const std::exception& e) {
+            // The frames stay in the WAL, which is durable; the next round tries again.
+            if (!failing) spdlog::warn("journal: WAL checkpoint failed, will retry: {}", e.what());
+            failing = true;
         }
         if (stop) return;
         lock.lock();

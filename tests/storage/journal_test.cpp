@@ -142,7 +142,6 @@ TEST_CASE("concurrent appends are group-committed and none is lost", "[storage][
         o.on_commit = [&commits](double, std::size_t) { commits.fetch_add(1); };
         storage::Journal j(o);
         std::vector<std::thread> ts;
-        std::vector<std::future<void>> done;
         for (int t = 0; t < threads; ++t) {
             ts.emplace_back([&j, &stored, t] {
                 std::vector<std::future<AppendOutcome>> fs;
@@ -197,8 +196,7 @@ TEST_CASE("a commit failure is reported per event and the journal keeps working"
     test::TempDir dir;
     const auto path = dir.file("j.db");
     storage::Journal j(options(path));
-    // Another connection holds the write lock past the busy timeout window? Too slow for a test;
-    // instead make one event's statement fail: a trigger that rejects a specific key.
+    // Make exactly one event's insert fail: a trigger that rejects a specific key.
     {
         SQLite::Database db(path, SQLite::OPEN_READWRITE);
         db.exec("CREATE TRIGGER reject_poison BEFORE INSERT ON inbox WHEN NEW.dedup_key = 'poison'"
