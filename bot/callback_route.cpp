@@ -120,6 +120,25 @@ void Routes::handle(HttpRequest request, Respond respond)
         respond(std::move(r));
         return;
     }
+    if (path == "/admin/reload" && admin_reload_) {
+        // Staff tooling on the same host only: the listener may face WeCom.
+        const bool loopback = request.remote.starts_with("127.") || request.remote.starts_with("::1") ||
+                              request.remote.starts_with("[::1]");
+        if (!loopback) {
+            count("admin", "forbidden");
+            respond(text(403, "admin endpoints answer loopback clients only"));
+            return;
+        }
+        if (request.method != "POST") {
+            count("admin", "method_not_allowed");
+            respond(text(405, "POST to reload"));
+            return;
+        }
+        const auto result = admin_reload_();
+        count("admin", result.ok() ? "reloaded" : "rejected");
+        respond(text(result.ok() ? 200 : 422, result.report()));
+        return;
+    }
     auto it = apps_.find(path);
     if (it == apps_.end()) {
         count("unmatched", "not_found");
@@ -131,6 +150,8 @@ void Routes::handle(HttpRequest request, Respond respond)
     count(it->second.name, "method_not_allowed");
     respond(text(405, "method not allowed"));
 }
+
+void Routes::on_admin_reload(std::function<rules::LoadResult()> reload) { admin_reload_ = std::move(reload); }
 
 void Routes::verify_url(const App& app, const HttpRequest& req, const Params& query, const Respond& respond)
 {

@@ -8,7 +8,9 @@
 #include "bot/config.hpp"
 #include "bot/http_types.hpp"
 #include "bot/core/result.hpp"
+#include "rules/loader.hpp"
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,6 +34,10 @@ public:
     /// The `Handler` for the HTTP server.
     void handle(HttpRequest request, Respond respond);
 
+    /// Enables `POST /admin/reload` (loopback clients only): runs `reload` and answers with its
+    /// report, 200 when the new rules are live, 422 when they were rejected.
+    void on_admin_reload(std::function<rules::LoadResult()> reload);
+
     /// Decoded query parameters.
     using Params = std::map<std::string, std::string>;
 
@@ -54,6 +60,7 @@ private:
     void reject(const App& app, const HttpRequest& req, const core::Error& error, int status, const Respond& respond);
 
     std::map<std::string, App> apps_; // by path
+    std::function<rules::LoadResult()> admin_reload_;
     storage::Journal& journal_;
     Registry& metrics_;
 };

@@ -1,6 +1,7 @@
 #include "bot/config.hpp"
 
 #include "adapters/wecom/test_event.hpp"
+#include "bot/core/suggest.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -17,20 +18,6 @@ namespace {
 
 using nlohmann::json;
 
-std::size_t edit_distance(std::string_view a, std::string_view b)
-{
-    std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        cur[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-        }
-        std::swap(prev, cur);
-    }
-    return prev[b.size()];
-}
-
 // Collects every problem instead of stopping at the first, so one edit fixes them all.
 class Checker {
 public:
@@ -46,13 +33,8 @@ public:
         for (const auto& [k, v] : obj.items()) {
             if (std::find(keys.begin(), keys.end(), k) != keys.end()) continue;
             std::string msg = "unknown key \"" + k + "\"";
-            std::string_view best;
-            std::size_t best_d = 3;
-            for (auto cand : keys) {
-                const auto d = edit_distance(k, cand);
-                if (d < best_d) { best_d = d; best = cand; }
-            }
-            if (!best.empty()) msg += "; did you mean \"" + std::string(best) + "\"?";
+            const auto best = core::closest(k, std::vector<std::string_view>(keys));
+            if (!best.empty()) msg += "; did you mean \"" + best + "\"?";
             problem(where, msg);
         }
     }
@@ -128,7 +110,7 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
         c.problem("", "the configuration must be a JSON object");
         return core::make_error("config_invalid", c.report());
     }
-    c.only_keys(root, "", {"listen", "threads", "database", "log_level", "http", "journal", "shutdown_grace_ms", "apps"});
+    c.only_keys(root, "", {"listen", "threads", "database", "log_level", "http", "journal", "shutdown_grace_ms", "rules", "apps"});
     if (auto it = root.find("listen"); it != root.end()) {
         if (!it->is_object()) c.problem("/listen", "expected an object");
         else {
@@ -171,6 +153,31 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
             c.get_positive(*it, "/journal", "max_batch", cfg.max_batch);
         }
     }
+    if (auto it = root.find("rules"); it != root.end()) {
+        if (!it->is_object()) c.problem("/rules", "expected an object");
+        else {
+            c.only_keys(*it, "/rules", {"dir", "watch", "utc_offset_minutes", "reload_debounce_ms", "notify"});
+            c.get(*it, "/rules", "dir", cfg.rules.dir);
+            c.get(*it, "/rules", "watch", cfg.rules.watch);
+            c.get(*it, "/rules", "utc_offset_minutes", cfg.rules.utc_offset_minutes);
+            c.get_positive(*it, "/rules", "reload_debounce_ms", cfg.rules.reload_debounce_ms);
+            if (cfg.rules.utc_offset_minutes < -720 || cfg.rules.utc_offset_minutes > 840) {
+                c.problem("/rules/utc_offset_minutes", "expected -720..840");
+            }
+            if (auto n = it->find("notify"); n != it->end()) {
+                if (!n->is_object()) c.problem("/rules/notify", "expected an object");
+                else {
+                    c.only_keys(*n, "/rules/notify", {"app", "user", "group"});
+                    c.get(*n, "/rules/notify", "app", cfg.rules.notify.app);
+                    c.get(*n, "/rules/notify", "user", cfg.rules.notify.user);
+                    c.get(*n, "/rules/notify", "group", cfg.rules.notify.group);
+                    if (cfg.rules.notify.app.empty() || cfg.rules.notify.user.empty() == cfg.rules.notify.group.empty()) {
+                        c.problem("/rules/notify", "give app, and either user or group");
+                    }
+                }
+            }
+        }
+    }
     std::set<std::string> names, paths;
     if (auto it = root.find("apps"); it != root.end()) {
         if (!it->is_array()) c.problem("/apps", "expected an array");
@@ -206,6 +213,9 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
                 cfg.apps.push_back(std::move(app));
             }
         }
+    }
+    if (cfg.rules.notify.enabled() && !names.contains(cfg.rules.notify.app)) {
+        c.problem("/rules/notify/app", "no app named \"" + cfg.rules.notify.app + "\"");
     }
     if (!c.ok()) return core::make_error("config_invalid", c.report());
     return cfg;

@@ -38,6 +38,23 @@ struct HttpLimits {
     std::size_t max_connections = 1024;
 };
 
+/// Where a failed rule reload is reported besides the log and metrics: a staff member (1:1)
+/// or an internal group, through the app's outbox.
+struct NotifyTarget {
+    std::string app;   ///< configured app name (gives tenant and platform)
+    std::string user;  ///< staff userid, or
+    std::string group; ///< an internal / app group chat id
+    [[nodiscard]] bool enabled() const noexcept { return !app.empty(); }
+};
+
+struct RulesConfig {
+    std::string dir = "config/rules";
+    bool watch = true;            ///< reload when a file in `dir` changes
+    int utc_offset_minutes = 480; ///< local time for dates and activity days (China: +8 h)
+    std::uint32_t reload_debounce_ms = 300; ///< an editor's save is several writes: wait for quiet
+    NotifyTarget notify;
+};
+
 struct Config {
     std::string address = "127.0.0.1";
     std::uint16_t port = 8080;
@@ -48,6 +65,7 @@ struct Config {
     storage::Durability durability = storage::Durability::full;
     std::size_t max_batch = 1024;
     std::uint32_t shutdown_grace_ms = 10000;
+    RulesConfig rules;
     std::vector<AppConfig> apps;
 };
 

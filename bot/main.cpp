@@ -3,9 +3,12 @@
 #include "adapters/wecom/test_event.hpp"
 #include "bot/config.hpp"
 #include "bot/http_client.hpp"
+#include "bot/rule_tests.hpp"
 #include "bot/service.hpp"
+#include "rules/loader.hpp"
 #include "storage/activity.hpp"
 #include "storage/database.hpp"
+#include "storage/rule_state.hpp"
 
 #include <CLI/CLI.hpp>
 #include <SQLiteCpp/Database.h>
@@ -38,6 +41,7 @@ struct ServeArgs {
     std::string config;
     std::string listen;
     std::string database;
+    std::string rules;
     unsigned threads = 0;
 };
 
@@ -57,6 +61,7 @@ int run_serve(const ServeArgs& args)
     }
     if (!args.database.empty()) config->database = args.database;
     if (args.threads) config->threads = args.threads;
+    if (!args.rules.empty()) config->rules.dir = args.rules;
     setup_logging(config->log_level);
     if (auto st = bot::resolve_secrets(*config); !st) return fail(st.error().message);
 
@@ -65,7 +70,8 @@ int run_serve(const ServeArgs& args)
     auto& s = **service;
     const std::string base = "http://" + config->address + ":" + std::to_string(s.port());
     // Tests and scripts wait for this exact line; it is printed only once the socket listens.
-    std::cout << "qunbot listening on " << base << " (database " << config->database << ")" << std::endl;
+    std::cout << "qunbot listening on " << base << " (database " << config->database << ", rules " << config->rules.dir << ")"
+              << std::endl;
     for (const auto& app : config->apps) {
         std::cout << "  app \"" << app.name << "\": callback URL " << base << app.path << "  corp id " << app.corp_id << "\n";
         if (app.generate_secrets) {
@@ -81,7 +87,9 @@ int run_serve(const ServeArgs& args)
         std::cout << "Send it a test event:\n  ./build/qunbot send-test-event --to " << base << app.path << " --app " << app.name
                   << (args.config.empty() ? "" : " --config " + args.config) << " --kind member_joined\n"
                   << "then see it with:\n  ./build/qunbot activity"
-                  << (args.database.empty() ? "" : " --db " + config->database) << "\n";
+                  << (args.database.empty() ? "" : " --db " + config->database) << "\n"
+                  << "Rules: edit " << config->rules.dir << "/*.yaml (reloaded on save; `./build/qunbot rules check "
+                  << config->rules.dir << "` first)\n";
     }
     std::cout << std::flush;
     s.start(true);
@@ -229,6 +237,93 @@ int run_activity(const std::string& config_path, std::string db_path, const std:
     return 0;
 }
 
+int run_rules_check(const std::string& dir)
+{
+    const auto r = rules::load_rules(dir);
+    std::cout << r.report();
+    return r.ok() ? 0 : 1;
+}
+
+int utc_offset_s(const std::string& config_path)
+{
+    auto config = bot::load_config(config_path);
+    return config ? config->rules.utc_offset_minutes * 60 : 8 * 3600;
+}
+
+int run_rules_test(const std::string& dir, const std::string& config_path)
+{
+    const auto r = rules::load_rules(dir);
+    if (!r.ok()) {
+        std::cout << r.report();
+        return 1;
+    }
+    for (const auto& d : r.diagnostics) std::cout << d.format() << "\n";
+    const auto report = bot::run_rule_tests(dir, *r.rules, utc_offset_s(config_path));
+    std::cout << report.text;
+    return report.ok() ? 0 : 1;
+}
+
+int run_rules_explain(const std::string& dir, const std::string& event_file, const std::string& config_path)
+{
+    const auto r = rules::load_rules(dir);
+    if (!r.ok()) {
+        std::cout << r.report();
+        return 1;
+    }
+    std::string out;
+    const bool ok = bot::explain_event(event_file, *r.rules, utc_offset_s(config_path), out);
+    (ok ? std::cout : std::cerr) << out;
+    return ok ? 0 : 1;
+}
+
+struct TagArgs {
+    std::string config;
+    std::string database;
+    std::string tenant;
+    std::string member;
+    std::string group;
+    std::string tag;
+    std::string reason = "set by staff";
+};
+
+int run_tags(const std::string& verb, TagArgs args)
+{
+    if (args.database.empty()) {
+        auto config = bot::load_config(args.config);
+        if (!config) return fail(config.error().message);
+        args.database = config->database;
+        if (args.tenant.empty() && !config->apps.empty()) args.tenant = config->apps.front().corp_id;
+    }
+    if (args.tenant.empty()) return fail("--tenant (corp id) is required");
+    using clock = std::chrono::system_clock;
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now().time_since_epoch()).count();
+    std::unique_ptr<SQLite::Database> db;
+    try {
+        db = verb == "list" ? storage::open_for_reading(args.database) : storage::open_for_writing(args.database, storage::Durability::full);
+    } catch (const std::exception& e) {
+        return fail("cannot open " + args.database + ": " + e.what());
+    }
+    if (verb == "list") {
+        for (const auto& t : storage::list_tags(*db, args.tenant, args.member)) {
+            const std::time_t when = t.since_ms / 1000;
+            std::tm tm{};
+            localtime_r(&when, &tm);
+            char buf[32];
+            std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
+            std::cout << t.member << "  " << t.tag << "  since " << buf << "  " << t.source
+                      << (t.rule_id.empty() ? "" : " " + t.rule_id) << (t.reason.empty() ? "" : "  (" + t.reason + ")") << "\n";
+        }
+        return 0;
+    }
+    if (args.tag.empty() || (args.member.empty() == args.group.empty())) return fail("give --tag and either --member or --group");
+    const bool add = verb == "add";
+    const bool changed = args.group.empty() ? storage::set_manual_tag(*db, args.tenant, args.member, args.tag, add, args.reason, now)
+                                            : storage::set_group_tag(*db, args.tenant, args.group, args.tag, add, now);
+    std::cout << (changed ? (add ? "tagged " : "untagged ") : "unchanged: ") << (args.group.empty() ? args.member : args.group) << " "
+              << args.tag << "\n";
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -242,6 +337,7 @@ int main(int argc, char** argv)
     serve_cmd->add_option("--listen", serve.listen, "Override the listen address, ADDRESS:PORT (port 0 picks one)");
     serve_cmd->add_option("--db", serve.database, "Override the SQLite database path");
     serve_cmd->add_option("--threads", serve.threads, "Override the number of I/O threads");
+    serve_cmd->add_option("--rules", serve.rules, "Override the rule directory");
 
     SendArgs send;
     auto* send_cmd = cli.add_subcommand("send-test-event", "Encrypt and sign a test event like WeCom does, and POST it");
@@ -269,11 +365,46 @@ int main(int argc, char** argv)
     act_cmd->add_option("--since", act_since, "Only since: 2h, 7d, 2026-11-24, '2026-11-24 09:00' or unix seconds");
     act_cmd->add_option("--limit", act_limit, "At most this many rows");
 
+    auto* rules_cmd = cli.add_subcommand("rules", "Check, test and explain rule files");
+    rules_cmd->require_subcommand(1);
+    std::string rules_dir, explain_event, rules_config;
+    auto* check_cmd = rules_cmd->add_subcommand("check", "Print every diagnostic; exit 1 on errors");
+    check_cmd->add_option("dir", rules_dir, "Rule directory")->required();
+    auto* test_cmd = rules_cmd->add_subcommand("test", "Run the *.test.yaml cases next to the rules");
+    test_cmd->add_option("dir", rules_dir, "Rule directory")->required();
+    test_cmd->add_option("--config", rules_config, "Configuration (for the local time offset)");
+    auto* explain_cmd = rules_cmd->add_subcommand("explain", "Which rules match an event, and why");
+    explain_cmd->add_option("--rules", rules_dir, "Rule directory")->required();
+    explain_cmd->add_option("--event", explain_event, "Scenario file: groups, members and `event:`")->required();
+    explain_cmd->add_option("--config", rules_config, "Configuration (for the local time offset)");
+
+    auto* tags_cmd = cli.add_subcommand("tags", "Manual member and group tags");
+    tags_cmd->require_subcommand(1);
+    TagArgs tag_args;
+    std::string tag_verb;
+    for (const char* verb : {"add", "remove", "list"}) {
+        auto* c = tags_cmd->add_subcommand(verb, std::string(verb) + " tags");
+        c->add_option("--config", tag_args.config, "Configuration (database path, default tenant)");
+        c->add_option("--db", tag_args.database, "SQLite database path");
+        c->add_option("--tenant", tag_args.tenant, "Corp id (default: the first app's)");
+        c->add_option("--member", tag_args.member, "Member (userid or external userid)");
+        if (std::string_view(verb) != "list") {
+            c->add_option("--group", tag_args.group, "Group chat id (group tags, used by `groups:` selections)");
+            c->add_option("--tag", tag_args.tag, "Tag name")->required();
+            c->add_option("--reason", tag_args.reason, "Why (kept with the tag)");
+        }
+        c->callback([&tag_verb, verb] { tag_verb = verb; });
+    }
+
     CLI11_PARSE(cli, argc, argv);
     try {
         if (*serve_cmd) return run_serve(serve);
         if (*send_cmd) return run_send(send);
         if (*act_cmd) return run_activity(act_config, act_db, act_group, act_since, act_limit);
+        if (*check_cmd) return run_rules_check(rules_dir);
+        if (*test_cmd) return run_rules_test(rules_dir, rules_config);
+        if (*explain_cmd) return run_rules_explain(rules_dir, explain_event, rules_config);
+        if (*tags_cmd) return run_tags(tag_verb, tag_args);
     } catch (const std::exception& e) {
         // The one task boundary of the command-line tools.
         return fail(std::string("unexpected error: ") + e.what(), 70);

@@ -1,6 +1,7 @@
 #include "bot/service.hpp"
 
 #include "bot/callback_route.hpp"
+#include "bot/dispatcher.hpp"
 #include "bot/http_server.hpp"
 #include "bot/metrics.hpp"
 #include "storage/journal.hpp"
@@ -26,6 +27,7 @@ struct Service::Parts {
     net::io_context ioc;
     Registry metrics;
     std::unique_ptr<storage::Journal> journal;
+    std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<Routes> routes;
     std::unique_ptr<HttpServer> server;
     net::strand<net::io_context::executor_type> control; // owns signals, grace, the flags below
@@ -50,9 +52,12 @@ struct Service::Parts {
             ioc.stop();
         });
         server->drain([this] {
-            net::post(control, [this] {
-                grace.cancel();
-                spdlog::info("shutdown: all connections finished");
+            spdlog::info("shutdown: all connections finished; letting the rule lanes finish");
+            dispatcher->drain([this] {
+                net::post(control, [this] {
+                    grace.cancel();
+                    spdlog::info("shutdown: rule lanes idle");
+                });
             });
         });
     }
@@ -61,6 +66,11 @@ struct Service::Parts {
     {
         signals.async_wait([this](boost::system::error_code ec, int sig) {
             if (ec) return;
+            if (sig == SIGHUP) {
+                dispatcher->reload("SIGHUP");
+                wait_for_signal();
+                return;
+            }
             spdlog::info("received {}, shutting down gracefully", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             begin_shutdown();
         });
@@ -89,9 +99,20 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
     } catch (const std::exception& e) {
         return core::make_error("journal_open", "cannot open database " + p->config.database + ": " + e.what());
     }
+    try {
+        Dispatcher::Options d;
+        d.database = p->config.database;
+        d.rules = p->config.rules;
+        d.apps = p->config.apps;
+        p->dispatcher = std::make_unique<Dispatcher>(p->ioc, *p->journal, p->metrics, std::move(d));
+        p->dispatcher->start();
+    } catch (const std::exception& e) {
+        return core::make_error("dispatcher_start", std::string("cannot start the rule dispatcher: ") + e.what());
+    }
     auto routes = Routes::create(p->config.apps, *p->journal, p->metrics);
     if (!routes) return routes.error();
     p->routes = std::move(*routes);
+    p->routes->on_admin_reload([d = p->dispatcher.get()] { return d->reload("admin request"); });
     auto* r = p->routes.get();
     p->server = std::make_unique<HttpServer>(p->ioc, p->config.address, p->config.port, p->config.http, p->metrics,
                                              [r](HttpRequest req, Respond respond) { r->handle(std::move(req), std::move(respond)); });
@@ -115,6 +136,7 @@ void Service::start(bool handle_signals)
     if (handle_signals) {
         p->signals.add(SIGINT);
         p->signals.add(SIGTERM);
+        p->signals.add(SIGHUP);
         net::post(p->control, [p] { p->wait_for_signal(); });
     }
     unsigned n = p->config.threads ? p->config.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -146,6 +168,7 @@ std::size_t Service::wait()
     p->threads.clear();
     // Commits whatever the journal still holds (events of abandoned requests are kept: WeCom's
     // retry of them will be recognised as a duplicate).
+    p->dispatcher.reset(); // unhooks from the journal before it closes
     p->journal->close();
     return p->abandoned.load();
 }

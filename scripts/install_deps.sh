@@ -12,6 +12,8 @@ packages=(
   libpugixml-dev        # XML callback bodies and event payloads
   libspdlog-dev         # structured logging
   libcli11-dev          # command line
+  libyaml-cpp-dev       # staff-edited rule files (with line/column marks for diagnostics)
+  libre2-dev            # user-written regexes in rules: linear time, no catastrophic backtracking
   catch2                # tests (v2.13, catch_discover_tests)
   libbenchmark-dev      # in-process micro-benchmarks (bench/)
 )

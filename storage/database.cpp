@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 1> migrations{
+constexpr std::array<std::string_view, 2> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -67,6 +67,91 @@ CREATE TABLE group_members (
     quit_scene INTEGER,
     present    INTEGER NOT NULL,
     PRIMARY KEY (tenant, group_id, member_id)
+);
+)sql",
+    // 2: rule engine state. Counters, batches and tags live here so reloads and restarts never
+    // reset them; the outbox holds decided actions until delivery performs them.
+    R"sql(
+CREATE INDEX activity_by_member ON activity (tenant, group_id, member_id, at);
+CREATE TABLE people (
+    tenant     TEXT    NOT NULL,
+    member_id  TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, member_id)
+);
+CREATE TABLE member_tags (
+    tenant    TEXT    NOT NULL,
+    member_id TEXT    NOT NULL,
+    tag       TEXT    NOT NULL,
+    since_ms  INTEGER NOT NULL,
+    source    TEXT    NOT NULL,
+    rule_id   TEXT    NOT NULL DEFAULT '',
+    reason    TEXT    NOT NULL DEFAULT '',
+    PRIMARY KEY (tenant, member_id, tag)
+);
+CREATE TABLE group_tags (
+    tenant   TEXT    NOT NULL,
+    group_id TEXT    NOT NULL,
+    tag      TEXT    NOT NULL,
+    since_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, group_id, tag)
+);
+CREATE TABLE tag_history (
+    id        INTEGER PRIMARY KEY,
+    at_ms     INTEGER NOT NULL,
+    tenant    TEXT    NOT NULL,
+    subject   TEXT    NOT NULL,
+    tag       TEXT    NOT NULL,
+    added     INTEGER NOT NULL,
+    source    TEXT    NOT NULL,
+    rule_id   TEXT    NOT NULL DEFAULT '',
+    reason    TEXT    NOT NULL DEFAULT ''
+);
+CREATE TABLE cooldowns (
+    tenant    TEXT    NOT NULL,
+    group_id  TEXT    NOT NULL,
+    member_id TEXT    NOT NULL,
+    rule_id   TEXT    NOT NULL,
+    until_ms  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, group_id, rule_id, member_id)
+);
+CREATE TABLE welcome_batches (
+    tenant    TEXT    NOT NULL,
+    group_id  TEXT    NOT NULL,
+    rule_id   TEXT    NOT NULL,
+    platform  TEXT    NOT NULL,
+    app       TEXT    NOT NULL,
+    members   TEXT    NOT NULL,
+    opened_ms INTEGER NOT NULL,
+    due_ms    INTEGER NOT NULL,
+    origin    TEXT    NOT NULL,
+    PRIMARY KEY (tenant, group_id, rule_id)
+);
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    idempotency_key TEXT    NOT NULL UNIQUE,
+    tenant          TEXT    NOT NULL,
+    platform        TEXT    NOT NULL,
+    app             TEXT    NOT NULL,
+    kind            TEXT    NOT NULL,
+    rule_id         TEXT    NOT NULL,
+    group_id        TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    action_json     TEXT    NOT NULL,
+    cause_event_id  INTEGER NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    not_after_ms    INTEGER NOT NULL,
+    status          TEXT    NOT NULL DEFAULT 'pending'
+);
+CREATE TABLE processed (
+    event_id INTEGER PRIMARY KEY,
+    at_ms    INTEGER NOT NULL,
+    rules    TEXT    NOT NULL
+);
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 )sql",
 };

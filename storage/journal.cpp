@@ -16,6 +16,14 @@ using core::EventKind;
 // Events after which the checkpointer runs without waiting for its 100 ms tick.
 constexpr std::size_t checkpoint_after_events = 1000;
 
+std::int64_t system_now_ms()
+{
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+} // namespace
+
 std::string encode_event(const core::Event& e)
 {
     nlohmann::json j;
@@ -43,13 +51,35 @@ std::string encode_event(const core::Event& e)
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::int64_t system_now_ms()
+core::Event decode_event(std::string_view text)
 {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+    const auto j = nlohmann::json::parse(text);
+    core::Event e;
+    auto str = [&](const char* k) { return j.contains(k) ? j.at(k).get<std::string>() : std::string(); };
+    e.kind = core::event_kind_from_string(str("kind"));
+    e.platform = str("platform");
+    e.app = str("app");
+    e.tenant = str("tenant");
+    e.time = j.value("time", std::int64_t{0});
+    e.group_id = str("group_id");
+    e.actor = str("actor");
+    e.subject = str("subject");
+    if (j.contains("members")) e.members = j.at("members").get<std::vector<std::string>>();
+    if (j.contains("scene")) e.scene = j.at("scene").get<int>();
+    e.member_change_count = j.value("member_change_count", 0);
+    e.last_member_version = str("last_member_version");
+    e.current_member_version = str("current_member_version");
+    e.state = str("state");
+    e.welcome_code = str("welcome_code");
+    e.message_id = str("message_id");
+    e.message_type = str("message_type");
+    e.text = str("text");
+    e.raw_type = str("raw_type");
+    if (j.contains("attributes")) {
+        for (const auto& [k, v] : j.at("attributes").items()) e.attributes.emplace_back(k, v.get<std::string>());
+    }
+    return e;
 }
-
-} // namespace
 
 // Owns the connection and the prepared statements; used only on the writer thread.
 class Journal::Writer {
@@ -204,12 +234,37 @@ void Journal::append(core::Event event, AppendCallback done)
     {
         std::lock_guard lock(mutex_);
         if (!closing_) {
-            queue_.push_back(Pending{std::move(event), std::move(done)});
+            Pending p;
+            p.event = std::move(event);
+            p.done = std::move(done);
+            queue_.push_back(std::move(p));
             cv_.notify_one();
             return;
         }
     }
     done(AppendOutcome{AppendOutcome::Status::failed, 0, "journal is closed"});
+}
+
+void Journal::submit(WriteWork work, WriteCallback done)
+{
+    {
+        std::lock_guard lock(mutex_);
+        if (!closing_) {
+            Pending p;
+            p.work = std::move(work);
+            p.work_done = std::move(done);
+            queue_.push_back(std::move(p));
+            cv_.notify_one();
+            return;
+        }
+    }
+    done("journal is closed");
+}
+
+void Journal::on_stored(StoredHook hook)
+{
+    std::lock_guard lock(mutex_);
+    stored_hook_ = std::move(hook);
 }
 
 void Journal::close()
@@ -273,9 +328,11 @@ void Journal::run()
 {
     std::vector<Pending> batch;
     std::vector<AppendOutcome> outcomes;
+    StoredHook hook;
     for (;;) {
         {
             std::unique_lock lock(mutex_);
+            hook = stored_hook_;
             cv_.wait(lock, [&] { return !queue_.empty() || closing_; });
             if (queue_.empty()) return; // closing, and everything is committed
             if (queue_.size() <= options_.max_batch) {
@@ -291,7 +348,14 @@ void Journal::run()
         outcomes.clear();
         try {
             SQLite::Transaction tx(writer_->db());
-            for (const auto& p : batch) outcomes.push_back(writer_->record(p.event, received));
+            for (const auto& p : batch) {
+                if (p.work) {
+                    p.work(writer_->db());
+                    outcomes.push_back(AppendOutcome{AppendOutcome::Status::stored, 0, {}});
+                } else {
+                    outcomes.push_back(writer_->record(p.event, received));
+                }
+            }
             tx.commit();
         } catch (const std::exception& batch_error) {
             // Isolate the failure: commit the events one by one, so one bad event (or a transient
@@ -301,7 +365,9 @@ void Journal::run()
             for (const auto& p : batch) {
                 try {
                     SQLite::Transaction tx(writer_->db());
-                    auto outcome = writer_->record(p.event, received);
+                    AppendOutcome outcome{AppendOutcome::Status::stored, 0, {}};
+                    if (p.work) p.work(writer_->db());
+                    else outcome = writer_->record(p.event, received);
                     tx.commit();
                     outcomes.push_back(std::move(outcome));
                 } catch (const std::exception& e) {
@@ -313,7 +379,16 @@ void Journal::run()
             options_.on_commit(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                                batch.size());
         }
-        for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(outcomes[i]));
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (batch[i].work) {
+                batch[i].work_done(outcomes[i].status == AppendOutcome::Status::failed ? outcomes[i].error : std::string());
+            } else {
+                const bool stored = outcomes[i].status == AppendOutcome::Status::stored;
+                const auto id = outcomes[i].event_id;
+                batch[i].done(std::move(outcomes[i]));
+                if (stored && hook) hook(id, std::move(batch[i].event));
+            }
+        }
         {
             std::lock_guard lock(mutex_);
             uncheckpointed_ += batch.size();

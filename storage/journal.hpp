@@ -34,6 +34,16 @@ struct AppendOutcome {
 /// Called on the writer thread once the event's fate is durable; must not block.
 using AppendCallback = std::function<void(AppendOutcome)>;
 
+/// A write run inside the writer's next transaction. It may run twice (a batch that fails is
+/// retried item by item), so it must only write, from data it owns. Throws on failure.
+using WriteWork = std::function<void(SQLite::Database&)>;
+/// Called on the writer thread when the work is committed (empty) or failed (the error).
+using WriteCallback = std::function<void(std::string error)>;
+
+/// The event as stored in `inbox.event_json` (without the payload), and back.
+[[nodiscard]] std::string encode_event(const core::Event& event);
+[[nodiscard]] core::Event decode_event(std::string_view json);
+
 class Journal {
 public:
     struct Options {
@@ -55,13 +65,23 @@ public:
 
     /// Thread-safe. After `close()` the callback is invoked at once with `failed`.
     void append(core::Event event, AppendCallback done);
+    /// Thread-safe: runs `work` in the next group commit (so the engine's decisions share the
+    /// single writer and its batching). After `close()` `done` is invoked at once with an error.
+    void submit(WriteWork work, WriteCallback done);
     /// Commits everything queued so far, then stops the writer. Idempotent.
     void close();
+
+    /// Called on the writer thread, after the commit, with each newly stored event (not
+    /// duplicates) and its inbox id: the hand-off to the dispatcher. Set before appending.
+    using StoredHook = std::function<void(std::int64_t, core::Event&&)>;
+    void on_stored(StoredHook hook);
 
 private:
     struct Pending {
         core::Event event;
         AppendCallback done;
+        WriteWork work;          ///< set for a write job (then `event` is unused)
+        WriteCallback work_done;
     };
     class Writer;
 
@@ -73,6 +93,7 @@ private:
     std::mutex mutex_;
     std::condition_variable cv_;
     std::vector<Pending> queue_;
+    StoredHook stored_hook_; ///< under mutex_
     bool closing_ = false;
     std::size_t uncheckpointed_ = 0; ///< events committed since the last checkpoint (under mutex_)
     bool checkpointer_stop_ = false;  ///< under mutex_

@@ -1,0 +1,603 @@
+#include "rules/engine.hpp"
+
+#include "rules/text.hpp"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <bit>
+#include <ctime>
+
+namespace qunbot::rules {
+
+std::string_view to_string(Trigger t) noexcept
+{
+    switch (t) {
+    case Trigger::member_joined: return "member_joined";
+    case Trigger::member_left: return "member_left";
+    case Trigger::message: return "message";
+    case Trigger::contact_added: return "contact_added";
+    }
+    return "?";
+}
+
+std::string_view to_string(ActionSpec::Kind k) noexcept
+{
+    switch (k) {
+    case ActionSpec::Kind::post: return "post";
+    case ActionSpec::Kind::reply: return "reply";
+    case ActionSpec::Kind::welcome: return "welcome";
+    case ActionSpec::Kind::assign_tag: return "assign_tag";
+    case ActionSpec::Kind::remove_tag: return "remove_tag";
+    }
+    return "?";
+}
+
+std::string_view to_string(Trace::Outcome o) noexcept
+{
+    switch (o) {
+    case Trace::Outcome::fired: return "fired";
+    case Trace::Outcome::batched: return "batched";
+    case Trace::Outcome::out_of_scope: return "out_of_scope";
+    case Trace::Outcome::condition_false: return "condition_false";
+    case Trace::Outcome::unless_true: return "unless_true";
+    case Trace::Outcome::cooldown: return "cooldown";
+    case Trace::Outcome::no_effect: return "no_effect";
+    }
+    return "?";
+}
+
+const Rule* RuleSet::find(std::string_view id) const
+{
+    auto it = rule_by_id.find(std::string(id));
+    return it == rule_by_id.end() ? nullptr : &rules[it->second];
+}
+
+const MemberInfo* State::member(std::string_view id) const
+{
+    auto it = members.find(std::string(id));
+    return it == members.end() ? nullptr : &it->second;
+}
+
+std::string group_cooldown_key(std::string_view rule_id, std::string_view group_id)
+{
+    return "g\x1f" + std::string(rule_id) + "\x1f" + std::string(group_id);
+}
+
+std::string member_cooldown_key(std::string_view rule_id, std::string_view group_id, std::string_view member_id)
+{
+    return "m\x1f" + std::string(rule_id) + "\x1f" + std::string(group_id) + "\x1f" + std::string(member_id);
+}
+
+bool is_customer_id(std::string_view id) noexcept
+{
+    return id.size() >= 20 && (id.starts_with("wm") || id.starts_with("wo"));
+}
+
+bool trigger_for(core::EventKind kind, Trigger& out) noexcept
+{
+    switch (kind) {
+    case core::EventKind::member_joined: out = Trigger::member_joined; return true;
+    case core::EventKind::member_left: out = Trigger::member_left; return true;
+    case core::EventKind::message: out = Trigger::message; return true;
+    case core::EventKind::contact_added:
+    case core::EventKind::contact_half_added: out = Trigger::contact_added; return true;
+    default: return false;
+    }
+}
+
+namespace {
+
+bool contains(const std::vector<std::string>& v, std::string_view x)
+{
+    return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// Per-thread scratch so a message evaluation allocates nothing in the steady state.
+struct Scratch {
+    std::vector<std::uint32_t> stamp; // keyword set → generation it last matched in
+    std::uint32_t generation = 0;
+    std::vector<std::uint32_t> matched_sets;
+    std::vector<std::uint32_t> matched_patterns;
+    std::vector<std::uint32_t> candidates;
+    std::string keyword_text;
+    std::string regex_text;
+    bool regex_ready = false;
+};
+
+Scratch& scratch()
+{
+    thread_local Scratch s;
+    return s;
+}
+
+struct Context {
+    const RuleSet& rules;
+    const core::Event& event;
+    const State& state;
+    Scratch& s;
+    bool explain;
+
+    [[nodiscard]] bool set_matched(std::uint32_t set) const { return s.stamp[set] == s.generation; }
+
+    const std::string& regex_text()
+    {
+        if (!s.regex_ready) {
+            s.regex_text.clear();
+            normalize_into(event.text, Fold::regex, s.regex_text);
+            s.regex_ready = true;
+        }
+        return s.regex_text;
+    }
+};
+
+std::string describe(const Condition& c)
+{
+    return c.text;
+}
+
+// Evaluates `c` for `member`; on false, `why` (when asked) says which leaf decided it.
+bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::string* why)
+{
+    const MemberInfo* member = ctx.state.member(member_id);
+    switch (c.op) {
+    case Condition::Op::all:
+        for (const auto& child : c.children) {
+            if (!holds(child, ctx, member_id, why)) return false;
+        }
+        return true;
+    case Condition::Op::any: {
+        for (const auto& child : c.children) {
+            if (holds(child, ctx, member_id, nullptr)) return true;
+        }
+        if (why) *why = "none of: " + describe(c);
+        return false;
+    }
+    case Condition::Op::not_:
+        if (holds(c.children.front(), ctx, member_id, nullptr)) {
+            if (why) *why = "not: " + describe(c.children.front()) + " was true";
+            return false;
+        }
+        return true;
+    default: break;
+    }
+    bool r = false;
+    switch (c.op) {
+    case Condition::Op::contains:
+    case Condition::Op::exact: r = ctx.set_matched(c.keyword_set); break;
+    case Condition::Op::regex: r = RE2::PartialMatch(ctx.regex_text(), *c.regex); break;
+    case Condition::Op::role: {
+        const bool customer = is_customer_id(member_id);
+        r = contains(c.values, customer ? "customer" : "staff");
+        break;
+    }
+    case Condition::Op::has_tag:
+        if (member) {
+            for (const auto& t : c.values) r = r || contains(member->tags, t);
+        }
+        break;
+    case Condition::Op::scene:
+        r = ctx.event.scene && std::find(c.ints.begin(), c.ints.end(), *ctx.event.scene) != c.ints.end();
+        break;
+    case Condition::Op::state:
+        for (const auto& g : c.values) r = r || glob_match(g, ctx.event.state);
+        break;
+    case Condition::Op::message_type: r = contains(c.values, ctx.event.message_type); break;
+    case Condition::Op::active_days: {
+        const std::uint64_t window = c.days >= 64 ? ~0ull : ((1ull << c.days) - 1);
+        const int n = member ? std::popcount(member->active_days & window) : 0;
+        r = n >= c.at_least;
+        if (!r && why) *why = describe(c) + " (active on " + std::to_string(n) + ")";
+        return r;
+    }
+    default: break;
+    }
+    if (!r && why) *why = describe(c) + " was false";
+    return r;
+}
+
+// Keywords of `set` found in the message, for explanations.
+std::string matched_keywords(const Context& ctx, std::uint32_t set)
+{
+    std::string out;
+    for (auto p : ctx.s.matched_patterns) {
+        const auto& sets = ctx.rules.pattern_sets[p];
+        if (std::find(sets.begin(), sets.end(), set) == sets.end()) continue;
+        const auto& kw = ctx.rules.keywords.pattern(p);
+        if (out.find("\"" + kw + "\"") != std::string::npos) continue;
+        out += (out.empty() ? "\"" : ", \"") + kw + "\"";
+    }
+    return out;
+}
+
+void collect_matches(const Condition& c, const Context& ctx, std::string& out)
+{
+    if ((c.op == Condition::Op::contains || c.op == Condition::Op::exact) && ctx.set_matched(c.keyword_set)) {
+        const auto kws = c.op == Condition::Op::exact ? std::string("the whole message") : matched_keywords(ctx, c.keyword_set);
+        out += (out.empty() ? "" : "; ") + c.text + " matched " + kws;
+    }
+    for (const auto& child : c.children) collect_matches(child, ctx, out);
+}
+
+bool in_scope(const RuleSet& rules, const Rule& rule, const GroupInfo& group)
+{
+    if (rule.all_groups) return true;
+    for (auto idx : rule.selections) {
+        const auto& sel = rules.selections[idx];
+        auto any_of = [](const std::vector<std::string>& list, auto pred) {
+            if (list.empty()) return true;
+            return std::any_of(list.begin(), list.end(), pred);
+        };
+        const bool ok =
+            any_of(sel.ids, [&](const std::string& id) { return id == group.id; }) &&
+            any_of(sel.name_globs, [&](const std::string& g) { return glob_match(g, group.name); }) &&
+            any_of(sel.tags, [&](const std::string& t) { return contains(group.tags, t); }) &&
+            any_of(sel.owners, [&](const std::string& o) { return o == group.owner; });
+        if (ok && !group.id.empty()) return true;
+    }
+    return false;
+}
+
+std::string format_time(std::int64_t now_ms, int offset_s, const std::string& fmt)
+{
+    const std::time_t t = static_cast<std::time_t>(now_ms / 1000 + offset_s);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[256];
+    const auto n = std::strftime(buf, sizeof buf, fmt.c_str(), &tm);
+    return std::string(buf, n);
+}
+
+struct RenderInput {
+    const State& state;
+    const core::Event* event;         // null for a batch flush
+    const Rule& rule;
+    std::string_view member;          // the member the rule is about
+    const std::vector<std::string>& members;
+};
+
+std::string display_name(const State& state, std::string_view id)
+{
+    const auto* m = state.member(id);
+    return m && !m->name.empty() ? m->name : std::string(id);
+}
+
+std::string render(const Template& t, const RenderInput& in, std::vector<std::string>* mentions)
+{
+    std::string out;
+    auto mention = [&](std::string_view id) {
+        if (mentions && std::find(mentions->begin(), mentions->end(), id) == mentions->end()) mentions->emplace_back(id);
+        return "@" + display_name(in.state, id);
+    };
+    for (const auto& p : t.parts()) {
+        if (!p.is_var) { out += p.literal; continue; }
+        std::string v;
+        switch (p.var) {
+        case Var::member_name: {
+            // Unknown names stay empty (templates use `default:`); an external userid is no name.
+            const auto* m = in.member.empty() ? nullptr : in.state.member(in.member);
+            v = m ? m->name : "";
+            break;
+        }
+        case Var::member_mention: v = in.member.empty() ? "" : mention(in.member); break;
+        case Var::member_id: v = std::string(in.member); break;
+        case Var::members_names:
+            for (const auto& m : in.members) v += (v.empty() ? "" : "、") + display_name(in.state, m);
+            break;
+        case Var::members_mentions:
+            for (const auto& m : in.members) v += (v.empty() ? "" : " ") + mention(m);
+            break;
+        case Var::members_count: v = std::to_string(in.members.size()); break;
+        case Var::group_name: v = in.state.group.name; break;
+        case Var::group_id: v = in.state.group.id; break;
+        case Var::group_member_count: v = std::to_string(in.state.group.member_count); break;
+        case Var::group_owner: v = in.state.group.owner; break;
+        case Var::now:
+            v = format_time(in.state.now_ms, in.state.utc_offset_s, p.date_format.empty() ? "%Y-%m-%d %H:%M" : p.date_format);
+            break;
+        case Var::event_state: v = in.event ? in.event->state : ""; break;
+        case Var::event_scene:
+            if (in.event && in.event->scene) {
+                const int sc = *in.event->scene;
+                if (in.event->kind == core::EventKind::member_joined) v = sc == 3 ? "qr_code" : sc == 0 ? "invitation" : std::to_string(sc);
+                else v = sc == 1 ? "removed" : sc == 0 ? "left" : std::to_string(sc);
+            }
+            break;
+        case Var::message_text: v = in.event ? in.event->text : ""; break;
+        case Var::staff_id: v = in.event ? in.event->actor : ""; break;
+        case Var::rule_id: v = in.rule.id; break;
+        }
+        if (v.empty() && p.has_fallback) v = p.fallback;
+        out += v;
+    }
+    return out;
+}
+
+bool has_tag(const State& state, std::string_view member, std::string_view tag)
+{
+    const auto* m = state.member(member);
+    return m && contains(m->tags, tag);
+}
+
+// Turns a firing rule into actions and tag changes.
+void emit(const RuleSet&, const Rule& rule, const RenderInput& in, const std::string& key_base,
+          const std::string& tenant, const std::string& platform, const std::string& app,
+          std::int64_t cause, Decision& d, Trace& trace)
+{
+    std::size_t produced = 0;
+    for (std::size_t i = 0; i < rule.actions.size(); ++i) {
+        const auto& spec = rule.actions[i];
+        core::Action a;
+        a.rule_id = rule.id;
+        a.tenant = tenant;
+        a.platform = platform;
+        a.app = app;
+        a.group_id = in.state.group.id;
+        a.cause_event_id = cause;
+        const std::string key = key_base + "/" + std::to_string(i);
+        switch (spec.kind) {
+        case ActionSpec::Kind::post:
+            a.kind = core::ActionKind::post;
+            a.text = render(spec.body, in, &a.mentions);
+            a.idempotency_key = key;
+            d.actions.push_back(std::move(a));
+            ++produced;
+            break;
+        case ActionSpec::Kind::reply:
+            a.kind = core::ActionKind::reply;
+            a.target = std::string(in.member);
+            a.text = render(spec.body, in, &a.mentions);
+            a.idempotency_key = key;
+            d.actions.push_back(std::move(a));
+            ++produced;
+            break;
+        case ActionSpec::Kind::welcome:
+            if (!in.event || in.event->welcome_code.empty()) {
+                trace.detail += (trace.detail.empty() ? "" : "; ") +
+                                std::string("welcome skipped: the event carries no WelcomeCode");
+                break;
+            }
+            a.kind = core::ActionKind::send_welcome;
+            a.group_id.clear();
+            a.target = std::string(in.member);
+            a.staff = in.event->actor;
+            a.welcome_code = in.event->welcome_code;
+            // WeCom accepts the code for 20 s after the event; counted from the event's own time.
+            a.not_after_ms = in.event->time * 1000 + 20'000;
+            a.text = render(spec.body, in, nullptr);
+            a.idempotency_key = key;
+            d.actions.push_back(std::move(a));
+            ++produced;
+            break;
+        case ActionSpec::Kind::assign_tag:
+        case ActionSpec::Kind::remove_tag: {
+            const bool add = spec.kind == ActionSpec::Kind::assign_tag;
+            const auto& targets = in.members.empty() ? std::vector<std::string>{std::string(in.member)} : in.members;
+            for (const auto& m : targets) {
+                RenderInput one{in.state, in.event, rule, m, in.members};
+                const auto tag = render(spec.body, one, nullptr);
+                if (tag.empty() || has_tag(in.state, m, tag) == add) continue; // nothing to change
+                core::Action t = a;
+                t.kind = add ? core::ActionKind::assign_tag : core::ActionKind::remove_tag;
+                t.target = m;
+                t.text = tag;
+                t.idempotency_key = key + "/" + m;
+                d.tags.push_back(TagChange{m, tag, add, rule.id, in.event ? std::string(core::to_string(in.event->kind)) : "batch"});
+                d.actions.push_back(std::move(t));
+                ++produced;
+            }
+            break;
+        }
+        }
+    }
+    if (produced == 0 && trace.outcome == Trace::Outcome::fired) trace.outcome = Trace::Outcome::no_effect;
+}
+
+} // namespace
+
+Decision evaluate(const RuleSet& rules, const core::Event& event, const State& state, const EvaluateOptions& options)
+{
+    Decision d;
+    Trigger trigger{};
+    if (!trigger_for(event.kind, trigger)) return d;
+
+    // Leavers are taken out of any welcome still being gathered: nobody is welcomed after leaving.
+    if (trigger == Trigger::member_left) {
+        for (const auto& b : state.batches) {
+            Batch nb = b;
+            std::erase_if(nb.members, [&](const std::string& m) { return contains(event.members, m); });
+            if (nb.members.size() == b.members.size()) continue;
+            if (nb.members.empty()) d.batch_erases.push_back(std::move(nb));
+            else d.batch_upserts.push_back(std::move(nb));
+        }
+    }
+
+    Scratch& s = scratch();
+    if (s.stamp.size() < rules.keyword_set_count) s.stamp.assign(rules.keyword_set_count, 0);
+    if (++s.generation == 0) { // wrapped: old stamps could alias
+        std::fill(s.stamp.begin(), s.stamp.end(), 0);
+        s.generation = 1;
+    }
+    s.matched_sets.clear();
+    s.matched_patterns.clear();
+    s.regex_ready = false;
+    Context ctx{rules, event, state, s, options.explain};
+
+    const auto ti = static_cast<std::size_t>(trigger);
+    s.candidates.clear();
+    if (trigger == Trigger::message) {
+        s.keyword_text.clear();
+        normalize_into(event.text, Fold::keyword, s.keyword_text);
+        auto mark = [&](std::uint32_t set) {
+            if (s.stamp[set] == s.generation) return;
+            s.stamp[set] = s.generation;
+            s.matched_sets.push_back(set);
+        };
+        rules.keywords.scan(s.keyword_text, [&](std::uint32_t p) {
+            if (options.explain) s.matched_patterns.push_back(p);
+            for (auto set : rules.pattern_sets[p]) mark(set);
+        });
+        if (!rules.exact_sets.empty()) {
+            if (auto it = rules.exact_sets.find(s.keyword_text); it != rules.exact_sets.end()) {
+                for (auto set : it->second) mark(set);
+            }
+        }
+    }
+    if (options.explain) {
+        for (std::uint32_t i = 0; i < rules.rules.size(); ++i) {
+            if (rules.rules[i].trigger == trigger) s.candidates.push_back(i);
+        }
+    } else {
+        s.candidates = rules.unanchored[ti];
+        if (!s.matched_sets.empty()) {
+            for (auto set : s.matched_sets) {
+                const auto& rs = rules.set_rules[set];
+                s.candidates.insert(s.candidates.end(), rs.begin(), rs.end());
+            }
+            std::sort(s.candidates.begin(), s.candidates.end());
+            s.candidates.erase(std::unique(s.candidates.begin(), s.candidates.end()), s.candidates.end());
+        }
+    }
+
+    // Who a rule is about: each joiner / leaver, the sender, the new contact.
+    std::vector<std::string> subjects;
+    if (trigger == Trigger::member_joined || trigger == Trigger::member_left) subjects = event.members;
+    else if (trigger == Trigger::message) subjects = {event.actor};
+    else subjects = {event.subject};
+
+    for (const auto idx : s.candidates) {
+        const Rule& rule = rules.rules[idx];
+        Trace trace{rule.id};
+        auto record = [&](Trace::Outcome o, std::string detail) {
+            if (!options.explain && o != Trace::Outcome::fired && o != Trace::Outcome::batched &&
+                o != Trace::Outcome::cooldown && o != Trace::Outcome::no_effect) {
+                return;
+            }
+            trace.outcome = o;
+            if (!detail.empty()) trace.detail = detail + (trace.detail.empty() ? "" : "; " + trace.detail);
+            d.trace.push_back(std::move(trace));
+        };
+        if (trigger != Trigger::contact_added && !in_scope(rules, rule, state.group)) {
+            record(Trace::Outcome::out_of_scope, "group \"" + state.group.name + "\" is not in `in:`");
+            continue;
+        }
+        std::vector<std::string> passing;
+        std::string why_not;
+        Trace::Outcome fail = Trace::Outcome::condition_false;
+        for (const auto& m : subjects) {
+            std::string why;
+            if (rule.has_when && !holds(rule.when, ctx, m, options.explain ? &why : nullptr)) {
+                if (why_not.empty()) why_not = "when: " + why;
+                continue;
+            }
+            if (rule.has_unless && holds(rule.unless, ctx, m, nullptr)) {
+                if (why_not.empty()) { why_not = "unless: " + rule.unless.text + " was true"; fail = Trace::Outcome::unless_true; }
+                continue;
+            }
+            passing.push_back(m);
+        }
+        if (passing.empty()) {
+            record(fail, why_not);
+            continue;
+        }
+        if (rule.group_cooldown_ms) {
+            auto it = state.cooldowns.find(group_cooldown_key(rule.id, state.group.id));
+            if (it != state.cooldowns.end() && it->second > state.now_ms) {
+                record(Trace::Outcome::cooldown, "group cooldown for " + std::to_string((it->second - state.now_ms + 999) / 1000) + " s more");
+                continue;
+            }
+        }
+        if (rule.member_cooldown_ms) {
+            std::erase_if(passing, [&](const std::string& m) {
+                auto it = state.cooldowns.find(member_cooldown_key(rule.id, state.group.id, m));
+                return it != state.cooldowns.end() && it->second > state.now_ms;
+            });
+            if (passing.empty()) {
+                record(Trace::Outcome::cooldown, "member cooldown");
+                continue;
+            }
+        }
+        std::string matched;
+        if (options.explain) collect_matches(rule.when, ctx, matched);
+
+        if (rule.batch_ms > 0 && trigger == Trigger::member_joined) {
+            Batch b;
+            const Batch* open = nullptr;
+            for (const auto& ob : state.batches) if (ob.rule_id == rule.id) open = &ob;
+            if (open) {
+                b = *open;
+            } else {
+                b.rule_id = rule.id;
+                b.group_id = state.group.id;
+                b.tenant = event.tenant;
+                b.platform = event.platform;
+                b.app = event.app;
+                b.opened_ms = state.now_ms;
+                b.due_ms = state.now_ms + rule.batch_ms;
+                b.origin = event.dedup_key;
+            }
+            for (const auto& m : passing) if (!contains(b.members, m)) b.members.push_back(m);
+            // A join in the same event as a leave of someone else keeps the leave's removal.
+            for (auto& up : d.batch_upserts) if (up.rule_id == b.rule_id) up = b;
+            if (std::none_of(d.batch_upserts.begin(), d.batch_upserts.end(), [&](const Batch& x) { return x.rule_id == b.rule_id; })) {
+                d.batch_upserts.push_back(b);
+            }
+            record(Trace::Outcome::batched, "welcome gathered until +" + std::to_string((b.due_ms - state.now_ms) / 1000) +
+                                                " s (" + std::to_string(b.members.size()) + " member(s))");
+        } else {
+            RenderInput in{state, &event, rule, passing.front(),
+                           trigger == Trigger::member_joined || trigger == Trigger::member_left ? passing : std::vector<std::string>{}};
+            trace.outcome = Trace::Outcome::fired;
+            emit(rules, rule, in, event.tenant + "/" + event.dedup_key + "/" + rule.id, event.tenant, event.platform,
+                 event.app, options.cause_event_id, d, trace);
+            if (rule.group_cooldown_ms) d.cooldowns.emplace_back(group_cooldown_key(rule.id, state.group.id), state.now_ms + rule.group_cooldown_ms);
+            if (rule.member_cooldown_ms) {
+                for (const auto& m : passing) {
+                    d.cooldowns.emplace_back(member_cooldown_key(rule.id, state.group.id, m), state.now_ms + rule.member_cooldown_ms);
+                }
+            }
+            record(trace.outcome, matched);
+        }
+        if (rule.stop) {
+            d.stopped = true;
+            break;
+        }
+    }
+    return d;
+}
+
+Decision flush_due(const RuleSet& rules, const State& state)
+{
+    Decision d;
+    for (const auto& b : state.batches) {
+        if (b.due_ms > state.now_ms) continue;
+        d.batch_erases.push_back(b);
+        const Rule* rule = rules.find(b.rule_id);
+        Trace trace{b.rule_id};
+        if (!rule || rule->trigger != Trigger::member_joined) {
+            trace.outcome = Trace::Outcome::no_effect;
+            trace.detail = "rule no longer exists; " + std::to_string(b.members.size()) + " member(s) not welcomed";
+            d.trace.push_back(std::move(trace));
+            continue;
+        }
+        if (b.members.empty()) continue;
+        if (rule->group_cooldown_ms) {
+            auto it = state.cooldowns.find(group_cooldown_key(rule->id, state.group.id));
+            if (it != state.cooldowns.end() && it->second > state.now_ms) {
+                trace.outcome = Trace::Outcome::cooldown;
+                d.trace.push_back(std::move(trace));
+                continue;
+            }
+            d.cooldowns.emplace_back(group_cooldown_key(rule->id, state.group.id), state.now_ms + rule->group_cooldown_ms);
+        }
+        RenderInput in{state, nullptr, *rule, b.members.front(), b.members};
+        trace.outcome = Trace::Outcome::fired;
+        emit(rules, *rule, in, b.tenant + "/batch/" + b.group_id + "/" + rule->id + "/" + b.origin, b.tenant, b.platform, b.app, 0,
+             d, trace);
+        trace.detail = std::to_string(b.members.size()) + " member(s) welcomed together";
+        d.trace.push_back(std::move(trace));
+    }
+    return d;
+}
+
+} // namespace qunbot::rules

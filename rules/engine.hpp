@@ -1,0 +1,112 @@
+#pragma once
+/// \file
+/// The rule engine: a pure function from (rule set, event, state) to a decision. No I/O, no
+/// clock: the caller loads the state the event needs, passes the time in, and commits the
+/// decision (actions, counters, batches, tags) in one transaction.
+
+#include "bot/core/action.hpp"
+#include "bot/core/event.hpp"
+#include "rules/rule_set.hpp"
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace qunbot::rules {
+
+/// What the engine knows about a member.
+struct MemberInfo {
+    std::string id;
+    std::string name;               ///< display name if known, else empty (renders as the id)
+    std::vector<std::string> tags;
+    std::uint64_t active_days = 0;  ///< bit i: active i days ago (bit 0 = today, local time)
+};
+
+struct GroupInfo {
+    std::string id;
+    std::string name;
+    std::string owner;
+    int member_count = 0;
+    std::vector<std::string> tags;
+};
+
+/// A welcome batch in progress: joins merged until `due_ms`.
+struct Batch {
+    std::string rule_id;
+    std::string group_id;
+    std::string tenant;
+    std::string platform;
+    std::string app;
+    std::vector<std::string> members;
+    std::int64_t opened_ms = 0;
+    std::int64_t due_ms = 0;
+    std::string origin; ///< dedup key of the event that opened it (idempotency of the flush)
+};
+
+/// The state one evaluation reads. Loaded by storage for the event's group and members.
+struct State {
+    std::int64_t now_ms = 0;
+    int utc_offset_s = 8 * 3600;    ///< local time for dates and "days" (China Standard Time)
+    GroupInfo group;
+    std::unordered_map<std::string, MemberInfo> members; ///< by id; missing ones count as unknown
+    std::vector<Batch> batches;     ///< open batches of this group
+    /// Cooldown key (see `cooldown_key`) → until (ms). Only keys that may matter need be present.
+    std::unordered_map<std::string, std::int64_t> cooldowns;
+
+    [[nodiscard]] const MemberInfo* member(std::string_view id) const;
+};
+
+[[nodiscard]] std::string group_cooldown_key(std::string_view rule_id, std::string_view group_id);
+[[nodiscard]] std::string member_cooldown_key(std::string_view rule_id, std::string_view group_id,
+                                              std::string_view member_id);
+
+/// Whether `id` looks like a customer (WeCom external userid: "wm"/"wo" + 30 characters);
+/// everything else is staff.
+[[nodiscard]] bool is_customer_id(std::string_view id) noexcept;
+
+/// A tag change to record (with when and why).
+struct TagChange {
+    std::string member;
+    std::string tag;
+    bool add = true;
+    std::string rule_id;
+    std::string reason;
+};
+
+/// How one rule fared, for `rules explain` and logs.
+struct Trace {
+    std::string rule_id;
+    enum class Outcome { fired, batched, out_of_scope, condition_false, unless_true, cooldown, no_effect };
+    Outcome outcome = Outcome::condition_false;
+    std::string detail;
+};
+[[nodiscard]] std::string_view to_string(Trace::Outcome o) noexcept;
+
+/// Everything an evaluation decided. Applied atomically by the caller.
+struct Decision {
+    std::vector<core::Action> actions;
+    std::vector<Batch> batch_upserts;          ///< create or replace (rule_id, group_id)
+    std::vector<Batch> batch_erases;           ///< (rule_id, group_id) done or emptied
+    std::vector<std::pair<std::string, std::int64_t>> cooldowns; ///< key → until
+    std::vector<TagChange> tags;
+    std::vector<Trace> trace;
+    bool stopped = false;                      ///< a `stop: true` rule ended the pipeline
+};
+
+struct EvaluateOptions {
+    bool explain = false;  ///< evaluate and trace every rule of the trigger, not only candidates
+    std::int64_t cause_event_id = 0;
+};
+
+/// Decides what to do about `event`.
+[[nodiscard]] Decision evaluate(const RuleSet& rules, const core::Event& event, const State& state,
+                                const EvaluateOptions& options = {});
+
+/// Flushes every batch in `state.batches` whose `due_ms` <= `state.now_ms`.
+[[nodiscard]] Decision flush_due(const RuleSet& rules, const State& state);
+
+/// The rule trigger an event kind feeds, if any.
+[[nodiscard]] bool trigger_for(core::EventKind kind, Trigger& out) noexcept;
+
+} // namespace qunbot::rules

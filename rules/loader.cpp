@@ -1,0 +1,1075 @@
+#include "rules/loader.hpp"
+
+#include "bot/core/suggest.hpp"
+#include "rules/text.hpp"
+
+#include <re2/re2.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+namespace qunbot::rules {
+
+std::string Diagnostic::headline() const
+{
+    std::string s = file;
+    if (line > 0) s += ":" + std::to_string(line) + ":" + std::to_string(column);
+    s += severity == Severity::error ? ": error: " : ": warning: ";
+    return s + message;
+}
+
+std::string Diagnostic::format() const
+{
+    std::string s = headline();
+    if (!source_line.empty()) {
+        s += "\n  " + source_line + "\n  ";
+        // The caret lines up by characters; wide CJK characters take two cells in a terminal.
+        std::size_t cells = 0;
+        int col = 1;
+        for (std::size_t i = 0; i < source_line.size() && col < column; ++col) {
+            const auto b = static_cast<unsigned char>(source_line[i]);
+            const std::size_t len = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : 4;
+            if (b == '\t') { s += '\t'; ++i; continue; }
+            cells += len >= 3 ? 2 : 1;
+            i += len;
+        }
+        s += std::string(cells, ' ') + "^";
+    }
+    return s;
+}
+
+std::size_t LoadResult::error_count() const noexcept
+{
+    return static_cast<std::size_t>(std::count_if(diagnostics.begin(), diagnostics.end(),
+                                                  [](const Diagnostic& d) { return d.severity == Diagnostic::Severity::error; }));
+}
+
+std::size_t LoadResult::warning_count() const noexcept { return diagnostics.size() - error_count(); }
+
+std::string LoadResult::report() const
+{
+    std::string s;
+    for (const auto& d : diagnostics) s += d.format() + "\n";
+    s += std::to_string(files.size()) + " file(s), ";
+    if (rules) s += std::to_string(rules->rules.size()) + " rule(s), ";
+    s += std::to_string(error_count()) + " error(s), " + std::to_string(warning_count()) + " warning(s)\n";
+    return s;
+}
+
+bool parse_duration(std::string_view text, std::int64_t& ms)
+{
+    std::int64_t total = 0;
+    std::size_t i = 0;
+    if (text.empty()) return false;
+    while (i < text.size()) {
+        std::int64_t n = 0;
+        const std::size_t start = i;
+        while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+            n = n * 10 + (text[i] - '0');
+            if (n > 1'000'000'000) return false;
+            ++i;
+        }
+        if (i == start) return false;
+        std::int64_t unit = 0;
+        if (text.substr(i, 2) == "ms") { unit = 1; i += 2; }
+        else if (i < text.size() && text[i] == 's') { unit = 1000; ++i; }
+        else if (i < text.size() && text[i] == 'm') { unit = 60'000; ++i; }
+        else if (i < text.size() && text[i] == 'h') { unit = 3'600'000; ++i; }
+        else if (i < text.size() && text[i] == 'd') { unit = 86'400'000; ++i; }
+        else return false;
+        total += n * unit;
+    }
+    if (total <= 0) return false;
+    ms = total;
+    return true;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+using Sev = Diagnostic::Severity;
+
+bool is_test_file(const fs::path& p)
+{
+    const auto name = p.filename().string();
+    return name.ends_with(".test.yaml") || name.ends_with(".test.yml");
+}
+
+std::vector<fs::path> list_dir(const fs::path& dir, bool tests)
+{
+    std::vector<fs::path> out;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        if (!it->is_regular_file(ec)) continue;
+        const auto ext = it->path().extension().string();
+        if (ext != ".yaml" && ext != ".yml") continue;
+        if (it->path().filename().string().starts_with(".")) continue; // editor swap/backup files
+        if (is_test_file(it->path()) == tests) out.push_back(it->path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+struct Source {
+    std::string name;
+    std::string text;
+    std::vector<std::size_t> line_starts;
+
+    void index()
+    {
+        line_starts = {0};
+        for (std::size_t i = 0; i < text.size(); ++i) if (text[i] == '\n') line_starts.push_back(i + 1);
+    }
+    [[nodiscard]] std::string line(int l) const // 1-based
+    {
+        if (l < 1 || static_cast<std::size_t>(l) > line_starts.size()) return {};
+        const auto b = line_starts[static_cast<std::size_t>(l - 1)];
+        auto e = text.find('\n', b);
+        if (e == std::string::npos) e = text.size();
+        std::string s = text.substr(b, e - b);
+        if (!s.empty() && s.back() == '\r') s.pop_back();
+        return s;
+    }
+    // 1-based line and character column of byte `pos`.
+    [[nodiscard]] std::pair<int, int> position(std::size_t pos) const
+    {
+        pos = std::min(pos, text.size());
+        const auto it = std::upper_bound(line_starts.begin(), line_starts.end(), pos);
+        const auto line = static_cast<int>(it - line_starts.begin());
+        const auto start = line_starts[static_cast<std::size_t>(line - 1)];
+        int col = 1;
+        for (std::size_t i = start; i < pos; ++i) {
+            if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) ++col;
+        }
+        return {line, col};
+    }
+};
+
+struct Where {
+    const Source* src = nullptr;
+    std::size_t pos = 0;
+};
+
+struct ListDef {
+    std::vector<std::string> items;
+    Where where;
+    bool used = false;
+};
+
+struct GroupDef {
+    std::uint32_t index = 0;
+    Where where;
+    bool used = false;
+};
+
+class Loader {
+public:
+    LoadResult run(std::vector<Source> sources)
+    {
+        sources_ = std::move(sources);
+        for (auto& s : sources_) s.index();
+        std::vector<std::pair<const Source*, YAML::Node>> docs;
+        for (const auto& s : sources_) {
+            result_.files.push_back(s.name);
+            try {
+                YAML::Node root = YAML::Load(s.text);
+                docs.emplace_back(&s, root);
+            } catch (const YAML::Exception& e) {
+                add(Sev::error, Where{&s, e.mark.is_null() ? 0 : static_cast<std::size_t>(e.mark.pos)},
+                    "YAML syntax: " + e.msg);
+            }
+        }
+        // Definitions first, from every file, so a rule may use a list defined in another file.
+        for (auto& [src, root] : docs) define(*src, root);
+        for (auto& [src, root] : docs) compile_rules(*src, root);
+        for (const auto& [name, l] : lists_) {
+            if (!l.used) add(Sev::warning, l.where, "list \"" + name + "\" is defined but no rule uses it");
+        }
+        for (const auto& [name, g] : groups_) {
+            if (!g.used) add(Sev::warning, g.where, "group selection \"" + name + "\" is defined but no rule uses it");
+        }
+        std::stable_sort(result_.diagnostics.begin(), result_.diagnostics.end(), [this](const Diagnostic& a, const Diagnostic& b) {
+            if (a.file != b.file) return file_rank(a.file) < file_rank(b.file);
+            return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+        });
+        if (result_.error_count() == 0) {
+            finish();
+            result_.rules = std::make_shared<const RuleSet>(std::move(set_));
+        }
+        return std::move(result_);
+    }
+
+private:
+    std::size_t file_rank(const std::string& name) const
+    {
+        for (std::size_t i = 0; i < sources_.size(); ++i) if (sources_[i].name == name) return i;
+        return sources_.size();
+    }
+
+    void add(Sev sev, const Where& w, std::string message)
+    {
+        Diagnostic d;
+        d.severity = sev;
+        d.message = std::move(message);
+        if (w.src) {
+            d.file = w.src->name;
+            const auto [line, col] = w.src->position(w.pos);
+            d.line = line;
+            d.column = col;
+            d.source_line = w.src->line(line);
+        }
+        result_.diagnostics.push_back(std::move(d));
+    }
+
+    static Where at(const Source& src, const YAML::Node& n, const Where& fallback)
+    {
+        if (!n.IsDefined()) return fallback;
+        const auto m = n.Mark();
+        if (m.is_null() || m.pos < 0) return fallback;
+        return Where{&src, static_cast<std::size_t>(m.pos)};
+    }
+
+    void error(const Where& w, std::string msg) { add(Sev::error, w, std::move(msg)); }
+
+    // Checks a mapping's keys; reports unknown (with a suggestion) and duplicate keys.
+    void check_keys(const Source& src, const YAML::Node& map, std::initializer_list<std::string_view> allowed,
+                    std::string_view what)
+    {
+        std::set<std::string> seen;
+        for (auto it = map.begin(); it != map.end(); ++it) {
+            const auto w = at(src, it->first, {});
+            const auto key = it->first.IsScalar() ? it->first.Scalar() : std::string();
+            if (!seen.insert(key).second) {
+                error(w, "duplicate key \"" + key + "\" in " + std::string(what));
+                continue;
+            }
+            if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+            std::string msg = "unknown key \"" + key + "\" in " + std::string(what);
+            if (auto best = core::closest(key, std::vector<std::string_view>(allowed)); !best.empty()) {
+                msg += "; did you mean \"" + best + "\"?";
+            } else {
+                msg += " (allowed: ";
+                bool first = true;
+                for (auto a : allowed) { msg += (first ? "" : ", ") + std::string(a); first = false; }
+                msg += ")";
+            }
+            error(w, std::move(msg));
+        }
+    }
+
+    std::optional<std::string> scalar(const Source& src, const YAML::Node& n, const Where& fallback, std::string_view what)
+    {
+        if (n.IsScalar()) return n.Scalar();
+        error(at(src, n, fallback), std::string(what) + " must be a single value" + (n.IsNull() ? ", but it is empty" : ""));
+        return std::nullopt;
+    }
+
+    // A scalar or a list of scalars; `$name` entries expand a list from `lists:`.
+    std::optional<std::vector<std::string>> strings(const Source& src, const YAML::Node& n, const Where& fallback,
+                                                    std::string_view what, bool allow_lists)
+    {
+        std::vector<std::string> out;
+        bool ok = true;
+        auto one = [&](const YAML::Node& item) {
+            const auto w = at(src, item, fallback);
+            if (!item.IsScalar()) {
+                error(w, std::string(what) + ": expected text, found " + (item.IsMap() ? "a mapping" : item.IsSequence() ? "a list" : "nothing"));
+                ok = false;
+                return;
+            }
+            const auto& v = item.Scalar();
+            if (allow_lists && v.starts_with("$")) {
+                const auto name = v.substr(1);
+                auto it = lists_.find(name);
+                if (it == lists_.end()) {
+                    std::vector<std::string_view> names;
+                    for (const auto& [k, l] : lists_) names.push_back(k);
+                    std::string msg = "undefined list \"" + v + "\"";
+                    if (auto best = core::closest(name, names); !best.empty()) msg += "; did you mean \"$" + best + "\"?";
+                    error(w, std::move(msg));
+                    ok = false;
+                    return;
+                }
+                it->second.used = true;
+                out.insert(out.end(), it->second.items.begin(), it->second.items.end());
+                return;
+            }
+            if (v.empty()) {
+                error(w, std::string(what) + ": empty value");
+                ok = false;
+                return;
+            }
+            out.push_back(v);
+        };
+        if (n.IsSequence()) {
+            if (n.size() == 0) {
+                error(at(src, n, fallback), std::string(what) + ": empty list");
+                return std::nullopt;
+            }
+            for (const auto& item : n) one(item);
+        } else if (n.IsScalar()) {
+            one(n);
+        } else {
+            error(at(src, n, fallback), std::string(what) + ": expected a value or a list of values");
+            return std::nullopt;
+        }
+        if (!ok) return std::nullopt;
+        return out;
+    }
+
+    void define(const Source& src, const YAML::Node& root)
+    {
+        const Where top{&src, 0};
+        if (root.IsNull()) {
+            add(Sev::warning, top, "file is empty");
+            return;
+        }
+        if (!root.IsMap()) {
+            error(at(src, root, top), "a rule file is a mapping with `version`, `groups`, `lists` and `rules`");
+            return;
+        }
+        check_keys(src, root, {"version", "groups", "lists", "rules"}, "the file");
+        if (auto v = root["version"]; !v.IsDefined()) {
+            error(top, "missing `version: 1` at the top of the file");
+        } else if (!v.IsScalar() || v.Scalar() != "1") {
+            error(at(src, v, top), "unsupported version \"" + (v.IsScalar() ? v.Scalar() : std::string()) + "\"; this qunbot reads version 1");
+        }
+        if (auto lists = root["lists"]; lists.IsDefined() && !lists.IsNull()) {
+            if (!lists.IsMap()) {
+                error(at(src, lists, top), "`lists` must map names to lists of words");
+            } else {
+                for (auto it = lists.begin(); it != lists.end(); ++it) define_list(src, it->first, it->second);
+            }
+        }
+        if (auto groups = root["groups"]; groups.IsDefined() && !groups.IsNull()) {
+            if (!groups.IsMap()) {
+                error(at(src, groups, top), "`groups` must map names to group selections");
+            } else {
+                for (auto it = groups.begin(); it != groups.end(); ++it) define_group(src, it->first, it->second);
+            }
+        }
+    }
+
+    bool valid_name(const Source& src, const YAML::Node& key, std::string_view what)
+    {
+        const auto w = at(src, key, {});
+        const auto name = key.IsScalar() ? key.Scalar() : std::string();
+        if (name.empty() || name.find_first_of(" \t/$\x1f") != std::string::npos) {
+            error(w, std::string(what) + " name \"" + name + "\" must be non-empty without spaces, '/' or '$'");
+            return false;
+        }
+        return true;
+    }
+
+    std::string location(const Where& w) const
+    {
+        if (!w.src) return "?";
+        const auto [l, c] = w.src->position(w.pos);
+        return w.src->name + ":" + std::to_string(l) + ":" + std::to_string(c);
+    }
+
+    void define_list(const Source& src, const YAML::Node& key, const YAML::Node& value)
+    {
+        if (!valid_name(src, key, "list")) return;
+        const auto w = at(src, key, {});
+        const auto name = key.Scalar();
+        if (auto it = lists_.find(name); it != lists_.end()) {
+            error(w, "list \"" + name + "\" is already defined at " + location(it->second.where));
+            return;
+        }
+        if (!value.IsSequence()) {
+            error(at(src, value, w), "list \"" + name + "\" must be a list, e.g. [加微信, 加V]");
+            return;
+        }
+        ListDef def;
+        def.where = w;
+        std::set<std::string> seen;
+        for (const auto& item : value) {
+            const auto iw = at(src, item, w);
+            if (!item.IsScalar() || item.Scalar().empty()) {
+                error(iw, "list \"" + name + "\": every entry must be non-empty text");
+                continue;
+            }
+            if (item.Scalar().starts_with("$")) {
+                error(iw, "list \"" + name + "\": lists cannot include other lists");
+                continue;
+            }
+            if (!seen.insert(normalize(item.Scalar(), Fold::keyword)).second) {
+                add(Sev::warning, iw, "list \"" + name + "\": \"" + item.Scalar() + "\" repeats an earlier entry (after normalisation)");
+                continue;
+            }
+            def.items.push_back(item.Scalar());
+        }
+        lists_.emplace(name, std::move(def));
+    }
+
+    void define_group(const Source& src, const YAML::Node& key, const YAML::Node& value)
+    {
+        if (!valid_name(src, key, "group selection")) return;
+        const auto w = at(src, key, {});
+        const auto name = key.Scalar();
+        if (name == "all") {
+            error(w, "\"all\" is reserved: `in: all` already means every group");
+            return;
+        }
+        if (auto it = groups_.find(name); it != groups_.end()) {
+            error(w, "group selection \"" + name + "\" is already defined at " + location(it->second.where));
+            return;
+        }
+        if (!value.IsMap()) {
+            error(at(src, value, w), "group selection \"" + name + "\" must be a mapping, e.g. { name_glob: \"*门店*\" }");
+            return;
+        }
+        check_keys(src, value, {"ids", "name_glob", "tags", "owner"}, "a group selection");
+        GroupSelection sel;
+        sel.name = name;
+        auto take = [&](const char* k, std::vector<std::string>& out) {
+            if (auto n = value[k]; n.IsDefined()) {
+                if (auto v = strings(src, n, w, k, false)) out = std::move(*v);
+            }
+        };
+        take("ids", sel.ids);
+        take("name_glob", sel.name_globs);
+        take("tags", sel.tags);
+        take("owner", sel.owners);
+        if (sel.ids.empty() && sel.name_globs.empty() && sel.tags.empty() && sel.owners.empty()) {
+            error(at(src, value, w), "group selection \"" + name + "\" selects nothing: give ids, name_glob, tags or owner");
+            return;
+        }
+        GroupDef def;
+        def.index = static_cast<std::uint32_t>(set_.selections.size());
+        def.where = w;
+        set_.selections.push_back(std::move(sel));
+        groups_.emplace(name, def);
+    }
+
+    void compile_rules(const Source& src, const YAML::Node& root)
+    {
+        if (!root.IsMap()) return;
+        const Where top{&src, 0};
+        auto rules = root["rules"];
+        if (!rules.IsDefined() || rules.IsNull()) return;
+        if (!rules.IsSequence()) {
+            error(at(src, rules, top), "`rules` must be a list of rules, each starting with \"- id: ...\"");
+            return;
+        }
+        for (const auto& r : rules) compile_rule(src, r);
+    }
+
+    void compile_rule(const Source& src, const YAML::Node& node)
+    {
+        const auto w = at(src, node, {});
+        if (!node.IsMap()) {
+            error(w, "a rule must be a mapping with id, on, do, ...");
+            return;
+        }
+        check_keys(src, node, {"id", "description", "on", "in", "when", "unless", "do", "stop", "batch", "cooldown", "enabled"}, "a rule");
+        const std::size_t errors_before = result_.error_count();
+        Rule rule;
+        rule.file = src.name;
+        rule.line = src.position(w.pos).first;
+        bool enabled = true;
+
+        if (auto id = node["id"]; !id.IsDefined()) {
+            error(w, "rule without `id`: give every rule a stable id (it keys counters and idempotency)");
+        } else if (auto v = scalar(src, id, w, "`id`")) {
+            rule.id = *v;
+            if (rule.id.empty() || rule.id.find_first_of(" \t/\x1f") != std::string::npos) {
+                error(at(src, id, w), "rule id \"" + rule.id + "\" must be non-empty without spaces or '/'");
+            } else if (auto it = rule_where_.find(rule.id); it != rule_where_.end()) {
+                error(at(src, id, w), "duplicate rule id \"" + rule.id + "\", first used at " + location(it->second));
+            } else {
+                rule_where_.emplace(rule.id, at(src, id, w));
+            }
+        }
+        bool have_trigger = false;
+        if (auto on = node["on"]; !on.IsDefined()) {
+            error(w, "rule without `on`: say what it reacts to (member_joined, member_left, message, contact_added)");
+        } else if (auto v = scalar(src, on, w, "`on`")) {
+            static const std::vector<std::pair<std::string_view, Trigger>> triggers{
+                {"member_joined", Trigger::member_joined},
+                {"member_left", Trigger::member_left},
+                {"message", Trigger::message},
+                {"contact_added", Trigger::contact_added},
+            };
+            for (const auto& [n, t] : triggers) if (*v == n) { rule.trigger = t; have_trigger = true; }
+            if (!have_trigger) {
+                if (*v == "schedule") {
+                    error(at(src, on, w), "`on: schedule` is not supported by this version yet (scheduled posts come with the scheduler)");
+                } else {
+                    std::string msg = "unknown trigger \"" + *v + "\"";
+                    if (auto best = core::closest(*v, {"member_joined", "member_left", "message", "contact_added"}); !best.empty()) {
+                        msg += "; did you mean \"" + best + "\"?";
+                    } else {
+                        msg += " (triggers: member_joined, member_left, message, contact_added)";
+                    }
+                    error(at(src, on, w), std::move(msg));
+                }
+            }
+        }
+        if (auto e = node["enabled"]; e.IsDefined()) {
+            if (auto b = boolean(src, e, w, "`enabled`")) enabled = *b;
+        }
+        if (auto s = node["stop"]; s.IsDefined()) {
+            if (auto b = boolean(src, s, w, "`stop`")) rule.stop = *b;
+        }
+        if (auto in = node["in"]; in.IsDefined()) {
+            if (auto names = strings(src, in, w, "`in`", false)) {
+                rule.all_groups = false;
+                for (const auto& n : *names) {
+                    if (n == "all") { rule.all_groups = true; continue; }
+                    auto it = groups_.find(n);
+                    if (it == groups_.end()) {
+                        std::vector<std::string_view> names_known{"all"};
+                        for (const auto& [k, g] : groups_) names_known.push_back(k);
+                        std::string msg = "undefined group selection \"" + n + "\"";
+                        if (auto best = core::closest(n, names_known); !best.empty()) msg += "; did you mean \"" + best + "\"?";
+                        else msg += " (define it under `groups:`)";
+                        error(at(src, in, w), std::move(msg));
+                        continue;
+                    }
+                    it->second.used = true;
+                    rule.selections.push_back(it->second.index);
+                }
+                if (have_trigger && rule.trigger == Trigger::contact_added) {
+                    error(at(src, in, w), "`in` selects groups, but contact_added events are 1:1 and have no group");
+                }
+            }
+        }
+        if (auto b = node["batch"]; b.IsDefined()) {
+            if (auto v = scalar(src, b, w, "`batch`")) {
+                if (!parse_duration(*v, rule.batch_ms)) {
+                    error(at(src, b, w), "`batch`: \"" + *v + "\" is not a duration like 30s, 2m");
+                } else if (rule.batch_ms < 1000 || rule.batch_ms > 3'600'000) {
+                    error(at(src, b, w), "`batch` must be between 1s and 1h");
+                }
+                if (have_trigger && rule.trigger != Trigger::member_joined) {
+                    error(at(src, b, w), "`batch` merges joins; it applies to `on: member_joined` rules only");
+                }
+            }
+        }
+        if (auto c = node["cooldown"]; c.IsDefined()) compile_cooldown(src, c, w, rule);
+
+        if (have_trigger) {
+            if (auto when = node["when"]; when.IsDefined()) {
+                rule.has_when = compile_condition(src, when, w, rule, rule.when);
+            }
+            if (auto unless = node["unless"]; unless.IsDefined()) {
+                rule.has_unless = compile_condition(src, unless, w, rule, rule.unless);
+            }
+            if (auto d = node["do"]; !d.IsDefined()) {
+                error(w, "rule without `do`: list what it does, e.g. do: [ {post: \"...\"} ]");
+            } else {
+                compile_actions(src, d, w, rule);
+            }
+            if (rule.trigger == Trigger::message && !rule.has_when && !rule.has_unless && enabled &&
+                result_.error_count() == errors_before) {
+                add(Sev::warning, w, "rule \"" + rule.id + "\" has no `when`: it answers every message in its groups");
+            }
+        }
+        if (result_.error_count() != errors_before || !enabled) return;
+        set_.rule_by_id.emplace(rule.id, static_cast<std::uint32_t>(set_.rules.size()));
+        set_.any_activity = set_.any_activity || rule.uses_activity;
+        set_.rules.push_back(std::move(rule));
+    }
+
+    std::optional<bool> boolean(const Source& src, const YAML::Node& n, const Where& w, std::string_view what)
+    {
+        if (n.IsScalar()) {
+            const auto& v = n.Scalar();
+            if (v == "true" || v == "yes") return true;
+            if (v == "false" || v == "no") return false;
+        }
+        error(at(src, n, w), std::string(what) + " must be true or false");
+        return std::nullopt;
+    }
+
+    void compile_cooldown(const Source& src, const YAML::Node& c, const Where& w, Rule& rule)
+    {
+        auto duration = [&](const YAML::Node& n, std::int64_t& out) {
+            if (auto v = scalar(src, n, w, "`cooldown`")) {
+                if (!parse_duration(*v, out)) error(at(src, n, w), "`cooldown`: \"" + *v + "\" is not a duration like 30s, 10m, 1h");
+            }
+        };
+        if (c.IsScalar()) {
+            duration(c, rule.group_cooldown_ms);
+            return;
+        }
+        if (!c.IsMap()) {
+            error(at(src, c, w), "`cooldown` is a duration (per group) or { group: 5m, member: 1h }");
+            return;
+        }
+        check_keys(src, c, {"group", "member"}, "`cooldown`");
+        if (auto g = c["group"]; g.IsDefined()) duration(g, rule.group_cooldown_ms);
+        if (auto m = c["member"]; m.IsDefined()) duration(m, rule.member_cooldown_ms);
+    }
+
+    static std::string describe_node(const YAML::Node& n)
+    {
+        YAML::Emitter e;
+        e.SetMapFormat(YAML::Flow);
+        e.SetSeqFormat(YAML::Flow);
+        e << n;
+        std::string s = e.c_str();
+        if (s.size() > 120) s = s.substr(0, 117) + "...";
+        return s;
+    }
+
+    bool needs(const Source& src, const YAML::Node& key, const Where& w, const Rule& rule, std::string_view cond,
+               std::initializer_list<Trigger> ok)
+    {
+        if (std::find(ok.begin(), ok.end(), rule.trigger) != ok.end()) return true;
+        std::string which;
+        for (auto t : ok) which += (which.empty() ? "" : ", ") + std::string(to_string(t));
+        error(at(src, key, w), "condition `" + std::string(cond) + "` does not apply to `on: " + std::string(to_string(rule.trigger)) +
+                                   "` rules (it needs " + which + ")");
+        return false;
+    }
+
+    // Compiles one condition node. A mapping with several keys means all of them.
+    bool compile_condition(const Source& src, const YAML::Node& n, const Where& w, Rule& rule, Condition& out)
+    {
+        out.text = describe_node(n);
+        if (n.IsSequence()) {
+            out.op = Condition::Op::all;
+            bool ok = true;
+            for (const auto& item : n) {
+                Condition c;
+                ok = compile_condition(src, item, w, rule, c) && ok;
+                out.children.push_back(std::move(c));
+            }
+            return ok;
+        }
+        if (!n.IsMap() || n.size() == 0) {
+            error(at(src, n, w), "a condition is a mapping such as {contains: $words} or {any: [...]}");
+            return false;
+        }
+        check_keys(src, n, {"all", "any", "not", "contains", "exact", "regex", "sender", "has_tag", "scene", "state",
+                            "message_type", "active_days"},
+                   "a condition");
+        if (n.size() > 1) {
+            out.op = Condition::Op::all;
+            bool ok = true;
+            for (auto it = n.begin(); it != n.end(); ++it) {
+                Condition c;
+                const YAML::Node key = it->first;
+                const YAML::Node value = it->second;
+                ok = compile_leaf(src, key, value, w, rule, c) && ok;
+                out.children.push_back(std::move(c));
+            }
+            return ok;
+        }
+        const auto it = n.begin();
+        const YAML::Node key = it->first;
+        const YAML::Node value = it->second;
+        const auto text = out.text;
+        const bool ok = compile_leaf(src, key, value, w, rule, out);
+        out.text = text;
+        return ok;
+    }
+
+    bool compile_leaf(const Source& src, const YAML::Node& key, const YAML::Node& value, const Where& w, Rule& rule, Condition& out)
+    {
+        const auto k = key.IsScalar() ? key.Scalar() : std::string();
+        const auto kw = at(src, key, w);
+        const auto vw = at(src, value, kw);
+        if (out.text.empty()) out.text = "{" + k + ": " + describe_node(value) + "}";
+        if (k == "all" || k == "any") {
+            out.op = k == "all" ? Condition::Op::all : Condition::Op::any;
+            if (!value.IsSequence() || value.size() == 0) {
+                error(vw, "`" + k + "` takes a non-empty list of conditions");
+                return false;
+            }
+            bool ok = true;
+            for (const auto& item : value) {
+                Condition c;
+                ok = compile_condition(src, item, w, rule, c) && ok;
+                out.children.push_back(std::move(c));
+            }
+            return ok;
+        }
+        if (k == "not") {
+            out.op = Condition::Op::not_;
+            Condition c;
+            const bool ok = compile_condition(src, value, w, rule, c);
+            out.children.push_back(std::move(c));
+            return ok;
+        }
+        if (k == "contains" || k == "exact") {
+            if (!needs(src, key, w, rule, k, {Trigger::message})) return false;
+            auto words = strings(src, value, kw, "`" + k + "`", true);
+            if (!words) return false;
+            out.op = k == "contains" ? Condition::Op::contains : Condition::Op::exact;
+            out.keyword_set = set_.keyword_set_count++;
+            set_.set_rules.emplace_back();
+            for (const auto& word : *words) {
+                const auto norm = normalize(word, Fold::keyword);
+                if (norm.empty()) {
+                    error(vw, "keyword \"" + word + "\" is empty after normalisation (only spaces or invisible characters)");
+                    return false;
+                }
+                ++set_.keyword_count;
+                if (out.op == Condition::Op::contains) {
+                    const auto p = set_.keywords.add(norm);
+                    if (set_.pattern_sets.size() <= p) set_.pattern_sets.resize(p + 1);
+                    auto& sets = set_.pattern_sets[p];
+                    if (sets.empty() || sets.back() != out.keyword_set) sets.push_back(out.keyword_set);
+                } else {
+                    auto& sets = set_.exact_sets[norm];
+                    if (sets.empty() || sets.back() != out.keyword_set) sets.push_back(out.keyword_set);
+                }
+            }
+            return true;
+        }
+        if (k == "regex") {
+            if (!needs(src, key, w, rule, k, {Trigger::message})) return false;
+            auto patterns = strings(src, value, kw, "`regex`", false);
+            if (!patterns) return false;
+            // Several patterns mean any of them: one RE2 alternation, one pass.
+            std::string combined;
+            bool ok = true;
+            for (const auto& p : *patterns) {
+                RE2::Options opts;
+                opts.set_log_errors(false);
+                opts.set_case_sensitive(false);
+                RE2 re(p, opts);
+                if (!re.ok()) {
+                    error(vw, "regex \"" + p + "\" does not compile: " + re.error() + " (RE2 syntax: no backreferences or lookaround)");
+                    ok = false;
+                }
+                combined += (combined.empty() ? "" : "|") + ("(?:" + p + ")");
+            }
+            if (!ok) return false;
+            RE2::Options opts;
+            opts.set_log_errors(false);
+            opts.set_case_sensitive(false);
+            opts.set_never_capture(true);
+            out.op = Condition::Op::regex;
+            out.regex = std::make_shared<const RE2>(combined, opts);
+            return true;
+        }
+        if (k == "sender") {
+            auto values = strings(src, value, kw, "`sender`", true);
+            if (!values) return false;
+            // `sender: [staff, "tag:团长"]`: the role, or a member tag; any of them.
+            Condition roles{Condition::Op::role};
+            Condition tags{Condition::Op::has_tag};
+            for (const auto& v : *values) {
+                if (v == "staff" || v == "customer") roles.values.push_back(v);
+                else if (v.starts_with("tag:") && v.size() > 4) tags.values.push_back(v.substr(4));
+                else {
+                    error(vw, "`sender`: \"" + v + "\" is neither staff, customer nor \"tag:<name>\"");
+                    return false;
+                }
+            }
+            roles.text = "sender in " + describe_node(value);
+            tags.text = roles.text;
+            if (tags.values.empty()) { out.op = Condition::Op::role; out.values = std::move(roles.values); return true; }
+            if (roles.values.empty()) { out.op = Condition::Op::has_tag; out.values = std::move(tags.values); return true; }
+            out.op = Condition::Op::any;
+            out.children = {std::move(roles), std::move(tags)};
+            return true;
+        }
+        if (k == "has_tag") {
+            auto values = strings(src, value, kw, "`has_tag`", true);
+            if (!values) return false;
+            out.op = Condition::Op::has_tag;
+            out.values = std::move(*values);
+            return true;
+        }
+        if (k == "scene") {
+            if (!needs(src, key, w, rule, k, {Trigger::member_joined, Trigger::member_left})) return false;
+            auto values = strings(src, value, kw, "`scene`", false);
+            if (!values) return false;
+            out.op = Condition::Op::scene;
+            const bool join = rule.trigger == Trigger::member_joined;
+            for (const auto& v : *values) {
+                if (join && v == "invitation") out.ints.push_back(0);
+                else if (join && v == "qr_code") out.ints.push_back(3);
+                else if (!join && v == "left") out.ints.push_back(0);
+                else if (!join && v == "removed") out.ints.push_back(1);
+                else {
+                    error(vw, "`scene`: \"" + v + "\" is not a " + (join ? "join scene (invitation, qr_code)" : "quit scene (left, removed)"));
+                    return false;
+                }
+            }
+            return true;
+        }
+        if (k == "state") {
+            if (!needs(src, key, w, rule, k, {Trigger::contact_added})) return false;
+            auto values = strings(src, value, kw, "`state`", true);
+            if (!values) return false;
+            out.op = Condition::Op::state;
+            out.values = std::move(*values);
+            return true;
+        }
+        if (k == "message_type") {
+            if (!needs(src, key, w, rule, k, {Trigger::message})) return false;
+            auto values = strings(src, value, kw, "`message_type`", false);
+            if (!values) return false;
+            static const std::vector<std::string_view> types{"text", "image", "voice", "video", "file", "link", "location",
+                                                             "emotion", "weapp", "card", "mixed", "event"};
+            for (const auto& v : *values) {
+                if (std::find(types.begin(), types.end(), v) == types.end()) {
+                    std::string msg = "`message_type`: unknown type \"" + v + "\"";
+                    if (auto best = core::closest(v, types); !best.empty()) msg += "; did you mean \"" + best + "\"?";
+                    error(vw, std::move(msg));
+                    return false;
+                }
+            }
+            out.op = Condition::Op::message_type;
+            out.values = std::move(*values);
+            return true;
+        }
+        if (k == "active_days") {
+            if (!needs(src, key, w, rule, k, {Trigger::message, Trigger::member_joined, Trigger::member_left})) return false;
+            if (!value.IsMap()) {
+                error(vw, "`active_days` is { at_least: 5, last: 7d }");
+                return false;
+            }
+            check_keys(src, value, {"at_least", "last"}, "`active_days`");
+            out.op = Condition::Op::active_days;
+            std::int64_t last_ms = 0;
+            bool ok = true;
+            if (auto l = value["last"]; !l.IsDefined() || !l.IsScalar() || !parse_duration(l.Scalar(), last_ms) ||
+                                        last_ms % 86'400'000 != 0 || last_ms / 86'400'000 > 60) {
+                error(at(src, l, vw), "`active_days.last` must be whole days between 1d and 60d, e.g. 7d");
+                ok = false;
+            }
+            out.days = static_cast<int>(last_ms / 86'400'000);
+            if (auto a = value["at_least"]; !a.IsDefined() || !a.IsScalar()) {
+                error(at(src, a, vw), "`active_days.at_least` must be a number of days");
+                ok = false;
+            } else {
+                try {
+                    std::size_t used = 0;
+                    out.at_least = std::stoi(a.Scalar(), &used);
+                    if (used != a.Scalar().size() || out.at_least < 1) throw std::invalid_argument("range");
+                } catch (const std::exception&) {
+                    error(at(src, a, vw), "`active_days.at_least` must be a whole number of days, at least 1");
+                    ok = false;
+                }
+                if (ok && out.at_least > out.days) {
+                    error(at(src, a, vw), "`active_days.at_least` (" + std::to_string(out.at_least) + ") is more than `last` (" +
+                                              std::to_string(out.days) + " days): it could never hold");
+                    ok = false;
+                }
+            }
+            rule.uses_activity = true;
+            out.text = "active on at least " + std::to_string(out.at_least) + " of the last " + std::to_string(out.days) + " days";
+            return ok;
+        }
+        return false; // unknown key: already reported by check_keys
+    }
+
+    void compile_actions(const Source& src, const YAML::Node& d, const Where& w, Rule& rule)
+    {
+        std::vector<YAML::Node> items;
+        if (d.IsSequence()) {
+            for (const auto& item : d) items.push_back(item);
+        } else if (d.IsMap()) {
+            items.push_back(d);
+        }
+        if (items.empty()) {
+            error(at(src, d, w), "`do` must list at least one action, e.g. - post: \"...\"");
+            return;
+        }
+        for (const auto& item : items) {
+            const auto iw = at(src, item, w);
+            if (!item.IsMap() || item.size() != 1) {
+                error(iw, "each action is one of: post, reply, welcome, assign_tag, remove_tag, written as `- post: \"text\"`");
+                continue;
+            }
+            check_keys(src, item, {"post", "reply", "welcome", "assign_tag", "remove_tag"}, "an action");
+            const auto it = item.begin();
+            const YAML::Node key_node = it->first;
+            const YAML::Node value = it->second;
+            const auto k = key_node.Scalar();
+            ActionSpec spec;
+            if (k == "post") spec.kind = ActionSpec::Kind::post;
+            else if (k == "reply") spec.kind = ActionSpec::Kind::reply;
+            else if (k == "welcome") spec.kind = ActionSpec::Kind::welcome;
+            else if (k == "assign_tag") spec.kind = ActionSpec::Kind::assign_tag;
+            else if (k == "remove_tag") spec.kind = ActionSpec::Kind::remove_tag;
+            else continue;
+            const auto kw = at(src, key_node, iw);
+            if (spec.kind == ActionSpec::Kind::reply && rule.trigger != Trigger::message) {
+                error(kw, "`reply` answers a message; use `post` for `on: " + std::string(to_string(rule.trigger)) + "`");
+                continue;
+            }
+            if (spec.kind == ActionSpec::Kind::welcome && rule.trigger != Trigger::contact_added) {
+                error(kw, "`welcome` is the 1:1 welcome of a new contact (on: contact_added); use `post` in groups");
+                continue;
+            }
+            if (spec.kind == ActionSpec::Kind::post && rule.trigger == Trigger::contact_added) {
+                error(kw, "contact_added is a 1:1 event with no group to post in; use `welcome`");
+                continue;
+            }
+            if (!value.IsScalar() || value.Scalar().empty()) {
+                error(at(src, value, kw), "`" + k + "` needs " +
+                                              (spec.kind == ActionSpec::Kind::assign_tag || spec.kind == ActionSpec::Kind::remove_tag ? "a tag name" : "the message text"));
+                continue;
+            }
+            spec.body = compile_template(src, value, kw, rule.trigger);
+            for (const auto& part : spec.body.parts()) {
+                if (part.is_var && part.var == Var::member_name && !part.has_fallback) {
+                    add(Sev::warning, at(src, value, kw),
+                        "{{ member.name }} is empty while the member's name is not known yet; add a fallback, e.g. "
+                        "{{ member.name | default: \"朋友\" }}");
+                    break;
+                }
+            }
+            rule.actions.push_back(std::move(spec));
+        }
+    }
+
+    // Compiles a template and maps each error's offset in the value back to the file. The raw
+    // text of a quoted or block scalar differs from its value (quotes, escapes, folding), so
+    // the position is found by locating the same "{{" (or "}}") occurrence in the raw text.
+    Template compile_template(const Source& src, const YAML::Node& value, const Where& fallback, Trigger trigger)
+    {
+        std::vector<TemplateError> errs;
+        auto t = Template::compile(value.Scalar(), trigger, errs);
+        const auto vw = at(src, value, fallback);
+        const auto& v = value.Scalar();
+        for (const auto& e : errs) {
+            std::size_t raw = vw.pos;
+            const bool closing = v.compare(e.offset, 2, "}}") == 0;
+            const std::string_view marker = closing ? "}}" : "{{";
+            // Which occurrence of the marker precedes the error (counting from 1).
+            std::size_t nth = 0, last = 0;
+            for (auto p = v.find(marker); p != std::string::npos && p <= e.offset; p = v.find(marker, p + 2)) {
+                ++nth;
+                last = p;
+            }
+            if (nth > 0) {
+                std::size_t p = vw.pos;
+                std::size_t found = 0;
+                const std::string_view text(src.text);
+                while (found < nth) {
+                    p = text.find(marker, found == 0 ? p : p + 2);
+                    if (p == std::string_view::npos) break;
+                    ++found;
+                }
+                if (p != std::string_view::npos) raw = p + (e.offset - last);
+            } else if (value.Tag() == "!") {
+                raw += 1; // opening quote
+            }
+            error(Where{&src, raw}, e.message);
+        }
+        return t;
+    }
+
+    // Builds the trigger index: which rules every event must check, and which only when one of
+    // their keywords occurs.
+    static bool anchors(const Condition& c, std::vector<std::uint32_t>& out)
+    {
+        switch (c.op) {
+        case Condition::Op::contains:
+        case Condition::Op::exact: out.push_back(c.keyword_set); return true;
+        case Condition::Op::all:
+            for (const auto& child : c.children) {
+                std::vector<std::uint32_t> sets;
+                if (anchors(child, sets)) { out.insert(out.end(), sets.begin(), sets.end()); return true; }
+            }
+            return false;
+        case Condition::Op::any: {
+            std::vector<std::uint32_t> all;
+            for (const auto& child : c.children) {
+                if (!anchors(child, all)) return false;
+            }
+            out.insert(out.end(), all.begin(), all.end());
+            return true;
+        }
+        default: return false;
+        }
+    }
+
+    void finish()
+    {
+        set_.keywords.build();
+        set_.pattern_sets.resize(set_.keywords.pattern_count());
+        set_.set_rules.resize(set_.keyword_set_count);
+        for (std::uint32_t i = 0; i < set_.rules.size(); ++i) {
+            const auto& r = set_.rules[i];
+            std::vector<std::uint32_t> sets;
+            if (r.trigger == Trigger::message && r.has_when && anchors(r.when, sets)) {
+                for (auto s : sets) set_.set_rules[s].push_back(i);
+            } else {
+                set_.unanchored[static_cast<std::size_t>(r.trigger)].push_back(i);
+            }
+        }
+        std::uint64_t h = 1469598103934665603ull;
+        for (const auto& s : sources_) {
+            for (const char c : s.name + '\0' + s.text) {
+                h ^= static_cast<unsigned char>(c);
+                h *= 1099511628211ull;
+            }
+        }
+        char buf[17];
+        std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+        set_.fingerprint = buf;
+    }
+
+    std::vector<Source> sources_;
+    LoadResult result_;
+    RuleSet set_;
+    std::map<std::string, ListDef> lists_;
+    std::map<std::string, GroupDef> groups_;
+    std::map<std::string, Where> rule_where_;
+};
+
+} // namespace
+
+std::vector<fs::path> rule_files(const fs::path& dir) { return list_dir(dir, false); }
+std::vector<fs::path> rule_test_files(const fs::path& dir) { return list_dir(dir, true); }
+
+LoadResult load_rule_sources(const std::vector<std::pair<std::string, std::string>>& sources)
+{
+    std::vector<Source> srcs;
+    for (const auto& [name, text] : sources) srcs.push_back(Source{name, text, {}});
+    auto r = Loader{}.run(std::move(srcs));
+    r.sources = sources;
+    return r;
+}
+
+LoadResult load_rules(const fs::path& dir)
+{
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) {
+        LoadResult r;
+        Diagnostic d;
+        d.file = dir.string();
+        d.message = "rule directory does not exist or is not a directory";
+        r.diagnostics.push_back(std::move(d));
+        return r;
+    }
+    std::vector<std::pair<std::string, std::string>> sources;
+    LoadResult failed;
+    for (const auto& p : rule_files(dir)) {
+        std::ifstream in(p, std::ios::binary);
+        std::ostringstream ss;
+        ss << in.rdbuf();
+        if (!in && !in.eof()) {
+            Diagnostic d;
+            d.file = p.string();
+            d.message = "cannot read the file";
+            failed.diagnostics.push_back(std::move(d));
+            continue;
+        }
+        sources.emplace_back(p.string(), ss.str());
+    }
+    auto r = load_rule_sources(sources);
+    if (!failed.diagnostics.empty()) {
+        r.rules.reset();
+        r.diagnostics.insert(r.diagnostics.begin(), failed.diagnostics.begin(), failed.diagnostics.end());
+    }
+    return r;
+}
+
+} // namespace qunbot::rules

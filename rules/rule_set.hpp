@@ -1,0 +1,109 @@
+#pragma once
+/// \file
+/// A compiled rule set: the immutable snapshot the engine evaluates. Built by the loader from
+/// the rule files, shared read-only between threads, replaced as a whole on reload.
+
+#include "rules/keyword_index.hpp"
+#include "rules/template.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace re2 {
+class RE2;
+}
+
+namespace qunbot::rules {
+
+/// What a rule reacts to.
+enum class Trigger : std::uint8_t { member_joined, member_left, message, contact_added };
+inline constexpr std::size_t trigger_count = 4;
+[[nodiscard]] std::string_view to_string(Trigger t) noexcept;
+
+/// A named selection of groups (`groups:`). Every given criterion must hold; each list matches
+/// if any of its entries does. An empty selection matches every group.
+struct GroupSelection {
+    std::string name;
+    std::vector<std::string> ids;
+    std::vector<std::string> name_globs;
+    std::vector<std::string> tags;
+    std::vector<std::string> owners;
+};
+
+/// A condition tree node.
+struct Condition {
+    enum class Op : std::uint8_t {
+        all, any, not_,
+        contains,     ///< any keyword of `keyword_set` occurs in the normalised text
+        exact,        ///< the normalised text equals one of `keyword_set`
+        regex,        ///< RE2 search over the regex-normalised text
+        role,         ///< the member is staff / customer (`values`)
+        has_tag,      ///< the member has any of `values` as a tag
+        scene,        ///< join / quit scene is any of `ints`
+        state,        ///< channel State matches any glob of `values`
+        message_type, ///< message type is any of `values`
+        active_days,  ///< member active on at least `at_least` of the last `days` days
+    };
+    Op op = Op::all;
+    std::vector<Condition> children;
+    std::uint32_t keyword_set = 0;
+    std::shared_ptr<const re2::RE2> regex;
+    std::vector<std::string> values;
+    std::vector<int> ints;
+    int at_least = 0;
+    int days = 0;
+    std::string text; ///< as written, for explanations
+};
+
+/// An action template of a rule (`do:`).
+struct ActionSpec {
+    enum class Kind : std::uint8_t { post, reply, welcome, assign_tag, remove_tag };
+    Kind kind = Kind::post;
+    Template body; ///< message text, or the tag name (tags may use variables too)
+};
+[[nodiscard]] std::string_view to_string(ActionSpec::Kind k) noexcept;
+
+struct Rule {
+    std::string id;
+    std::string file;
+    int line = 0;
+    Trigger trigger = Trigger::message;
+    bool all_groups = true;                    ///< `in: all` (or no `in`)
+    std::vector<std::uint32_t> selections;     ///< indices into RuleSet::selections
+    bool has_when = false;
+    Condition when;
+    bool has_unless = false;
+    Condition unless;
+    std::vector<ActionSpec> actions;
+    bool stop = false;
+    std::int64_t batch_ms = 0;           ///< member_joined: merge joins within this window
+    std::int64_t group_cooldown_ms = 0;  ///< after firing in a group, silent there for this long
+    std::int64_t member_cooldown_ms = 0; ///< after firing for a member, silent for them this long
+    bool uses_activity = false;
+};
+
+/// The compiled, immutable rule set.
+struct RuleSet {
+    std::vector<Rule> rules;                  ///< file order
+    std::vector<GroupSelection> selections;
+    std::unordered_map<std::string, std::uint32_t> rule_by_id;
+    /// keyword sets: one per contains/exact leaf.
+    std::uint32_t keyword_set_count = 0;
+    KeywordIndex keywords;                            ///< every `contains` keyword of every rule
+    std::vector<std::vector<std::uint32_t>> pattern_sets; ///< pattern id → keyword sets containing it
+    std::unordered_map<std::string, std::vector<std::uint32_t>> exact_sets; ///< normalised text → sets
+    /// Per trigger: rules that must be checked for every event (file order), and for message
+    /// rules that need a keyword, keyword set → rules anchored on it.
+    std::vector<std::uint32_t> unanchored[trigger_count];
+    std::vector<std::vector<std::uint32_t>> set_rules;
+    bool any_activity = false;       ///< some rule needs activity figures
+    std::size_t keyword_count = 0;   ///< keywords as written (before dedup), for reports
+    std::string fingerprint;         ///< hash of the rule files' bytes: identifies the version
+
+    [[nodiscard]] const Rule* find(std::string_view id) const;
+};
+
+} // namespace qunbot::rules

@@ -1,0 +1,392 @@
+#include "storage/rule_state.hpp"
+
+#include "storage/database.hpp"
+#include "storage/journal.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+namespace qunbot::storage {
+
+StateReader::StateReader(const std::string& path) : owned_(open_for_reading(path)), db_(owned_.get()) {}
+StateReader::StateReader(SQLite::Database& db) : db_(&db) {}
+StateReader::~StateReader() = default;
+
+namespace {
+
+std::vector<std::string> tags_of(SQLite::Database& db, const char* sql, const std::string& tenant, const std::string& id)
+{
+    std::vector<std::string> out;
+    SQLite::Statement st(db, sql);
+    st.bind(1, tenant);
+    st.bind(2, id);
+    while (st.executeStep()) out.push_back(st.getColumn(0).getString());
+    return out;
+}
+
+} // namespace
+
+void StateReader::fill_member(rules::State& state, const std::string& tenant, const std::string& group_id,
+                              const std::string& id, bool activity)
+{
+    if (id.empty() || state.members.contains(id)) return;
+    rules::MemberInfo m;
+    m.id = id;
+    {
+        SQLite::Statement st(*db_, "SELECT name FROM people WHERE tenant = ? AND member_id = ?");
+        st.bind(1, tenant);
+        st.bind(2, id);
+        if (st.executeStep()) m.name = st.getColumn(0).getString();
+    }
+    m.tags = tags_of(*db_, "SELECT tag FROM member_tags WHERE tenant = ? AND member_id = ? ORDER BY tag", tenant, id);
+    if (activity && !group_id.empty()) {
+        // Days are local calendar days; bit 0 is today.
+        const std::int64_t today = (state.now_ms / 1000 + state.utc_offset_s) / 86400;
+        SQLite::Statement st(*db_, "SELECT DISTINCT (at + ?1) / 86400 FROM activity WHERE tenant = ?2 AND group_id = ?3"
+                                   " AND member_id = ?4 AND kind = 'message' AND at >= ?5");
+        st.bind(1, state.utc_offset_s);
+        st.bind(2, tenant);
+        st.bind(3, group_id);
+        st.bind(4, id);
+        st.bind(5, static_cast<std::int64_t>((today - 63) * 86400 - state.utc_offset_s));
+        while (st.executeStep()) {
+            const auto ago = today - st.getColumn(0).getInt64();
+            if (ago >= 0 && ago < 64) m.active_days |= 1ull << ago;
+        }
+    }
+    state.members.emplace(id, std::move(m));
+}
+
+rules::State StateReader::load_group(const std::string& tenant, const std::string& group_id, const rules::RuleSet&,
+                                     std::int64_t now_ms, int utc_offset_s)
+{
+    rules::State s;
+    s.now_ms = now_ms;
+    s.utc_offset_s = utc_offset_s;
+    s.group.id = group_id;
+    if (group_id.empty()) return s;
+    {
+        SQLite::Statement st(*db_, "SELECT name, owner FROM chat_groups WHERE tenant = ? AND group_id = ?");
+        st.bind(1, tenant);
+        st.bind(2, group_id);
+        if (st.executeStep()) {
+            s.group.name = st.getColumn(0).getString();
+            s.group.owner = st.getColumn(1).getString();
+        }
+    }
+    {
+        SQLite::Statement st(*db_, "SELECT count(*) FROM group_members WHERE tenant = ? AND group_id = ? AND present = 1");
+        st.bind(1, tenant);
+        st.bind(2, group_id);
+        if (st.executeStep()) s.group.member_count = st.getColumn(0).getInt();
+    }
+    s.group.tags = tags_of(*db_, "SELECT tag FROM group_tags WHERE tenant = ? AND group_id = ? ORDER BY tag", tenant, group_id);
+    {
+        SQLite::Statement st(*db_, "SELECT rule_id, platform, app, members, opened_ms, due_ms, origin FROM welcome_batches"
+                                   " WHERE tenant = ? AND group_id = ?");
+        st.bind(1, tenant);
+        st.bind(2, group_id);
+        while (st.executeStep()) {
+            rules::Batch b;
+            b.rule_id = st.getColumn(0).getString();
+            b.group_id = group_id;
+            b.tenant = tenant;
+            b.platform = st.getColumn(1).getString();
+            b.app = st.getColumn(2).getString();
+            b.members = nlohmann::json::parse(st.getColumn(3).getString()).get<std::vector<std::string>>();
+            b.opened_ms = st.getColumn(4).getInt64();
+            b.due_ms = st.getColumn(5).getInt64();
+            b.origin = st.getColumn(6).getString();
+            s.batches.push_back(std::move(b));
+        }
+    }
+    {
+        SQLite::Statement st(*db_, "SELECT rule_id, member_id, until_ms FROM cooldowns WHERE tenant = ? AND group_id = ? AND until_ms > ?");
+        st.bind(1, tenant);
+        st.bind(2, group_id);
+        st.bind(3, now_ms);
+        while (st.executeStep()) {
+            const auto rule = st.getColumn(0).getString();
+            const auto member = st.getColumn(1).getString();
+            s.cooldowns[member.empty() ? rules::group_cooldown_key(rule, group_id) : rules::member_cooldown_key(rule, group_id, member)] =
+                st.getColumn(2).getInt64();
+        }
+    }
+    for (const auto& b : s.batches) {
+        for (const auto& m : b.members) fill_member(s, tenant, group_id, m, false);
+    }
+    return s;
+}
+
+rules::State StateReader::load(const core::Event& event, const rules::RuleSet& rules, std::int64_t now_ms, int utc_offset_s)
+{
+    auto s = load_group(event.tenant, event.group_id, rules, now_ms, utc_offset_s);
+    if (event.group_id.empty()) {
+        // 1:1 events: cooldowns are kept under the empty group id.
+        SQLite::Statement st(*db_, "SELECT rule_id, member_id, until_ms FROM cooldowns WHERE tenant = ? AND group_id = '' AND until_ms > ?");
+        st.bind(1, event.tenant);
+        st.bind(2, now_ms);
+        while (st.executeStep()) {
+            const auto rule = st.getColumn(0).getString();
+            const auto member = st.getColumn(1).getString();
+            s.cooldowns[member.empty() ? rules::group_cooldown_key(rule, "") : rules::member_cooldown_key(rule, "", member)] =
+                st.getColumn(2).getInt64();
+        }
+    }
+    for (const auto& m : event.members) fill_member(s, event.tenant, event.group_id, m, rules.any_activity);
+    fill_member(s, event.tenant, event.group_id, event.actor, rules.any_activity);
+    fill_member(s, event.tenant, event.group_id, event.subject, rules.any_activity);
+    return s;
+}
+
+std::vector<rules::Batch> StateReader::open_batches()
+{
+    std::vector<rules::Batch> out;
+    SQLite::Statement st(*db_, "SELECT tenant, group_id, rule_id, due_ms FROM welcome_batches ORDER BY due_ms");
+    while (st.executeStep()) {
+        rules::Batch b;
+        b.tenant = st.getColumn(0).getString();
+        b.group_id = st.getColumn(1).getString();
+        b.rule_id = st.getColumn(2).getString();
+        b.due_ms = st.getColumn(3).getInt64();
+        out.push_back(std::move(b));
+    }
+    return out;
+}
+
+std::vector<std::pair<std::int64_t, core::Event>> StateReader::unprocessed(std::int64_t after)
+{
+    std::vector<std::pair<std::int64_t, core::Event>> out;
+    SQLite::Statement st(*db_, "SELECT id, event_json FROM inbox WHERE id > ? AND kind IN"
+                               " ('member_joined', 'member_left', 'message', 'contact_added', 'contact_half_added')"
+                               " AND id NOT IN (SELECT event_id FROM processed WHERE event_id > ?1) ORDER BY id");
+    st.bind(1, after);
+    while (st.executeStep()) out.emplace_back(st.getColumn(0).getInt64(), decode_event(st.getColumn(1).getString()));
+    return out;
+}
+
+std::int64_t StateReader::dispatch_cursor()
+{
+    SQLite::Statement st(*db_, "SELECT value FROM meta WHERE key = 'dispatch_cursor'");
+    return st.executeStep() ? std::stoll(st.getColumn(0).getString()) : 0;
+}
+
+std::int64_t StateReader::last_event_id()
+{
+    SQLite::Statement st(*db_, "SELECT coalesce(max(id), 0) FROM inbox");
+    return st.executeStep() ? st.getColumn(0).getInt64() : 0;
+}
+
+void save_good_rules(SQLite::Database& db, const std::vector<std::pair<std::string, std::string>>& sources)
+{
+    SQLite::Statement st(db, "INSERT INTO meta (key, value) VALUES ('rules_last_good', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    st.bind(1, nlohmann::json(sources).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    st.exec();
+}
+
+std::vector<std::pair<std::string, std::string>> load_good_rules(SQLite::Database& db)
+{
+    SQLite::Statement st(db, "SELECT value FROM meta WHERE key = 'rules_last_good'");
+    if (!st.executeStep()) return {};
+    return nlohmann::json::parse(st.getColumn(0).getString()).get<std::vector<std::pair<std::string, std::string>>>();
+}
+
+void set_dispatch_cursor(SQLite::Database& db, std::int64_t id)
+{
+    SQLite::Statement st(db, "INSERT INTO meta (key, value) VALUES ('dispatch_cursor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    st.bind(1, std::to_string(id));
+    st.exec();
+}
+
+namespace {
+
+void record_tag(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& tag, bool add,
+                const std::string& source, const std::string& rule_id, const std::string& reason, std::int64_t now_ms, bool& changed)
+{
+    if (add) {
+        SQLite::Statement st(db, "INSERT INTO member_tags (tenant, member_id, tag, since_ms, source, rule_id, reason)"
+                                 " VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING");
+        st.bind(1, tenant);
+        st.bind(2, member);
+        st.bind(3, tag);
+        st.bind(4, now_ms);
+        st.bind(5, source);
+        st.bind(6, rule_id);
+        st.bind(7, reason);
+        changed = st.exec() > 0;
+    } else {
+        SQLite::Statement st(db, "DELETE FROM member_tags WHERE tenant = ? AND member_id = ? AND tag = ?");
+        st.bind(1, tenant);
+        st.bind(2, member);
+        st.bind(3, tag);
+        changed = st.exec() > 0;
+    }
+    if (!changed) return;
+    SQLite::Statement h(db, "INSERT INTO tag_history (at_ms, tenant, subject, tag, added, source, rule_id, reason) VALUES (?,?,?,?,?,?,?,?)");
+    h.bind(1, now_ms);
+    h.bind(2, tenant);
+    h.bind(3, member);
+    h.bind(4, tag);
+    h.bind(5, add ? 1 : 0);
+    h.bind(6, source);
+    h.bind(7, rule_id);
+    h.bind(8, reason);
+    h.exec();
+}
+
+// Splits a cooldown key back into (rule, group, member); see rules::group_cooldown_key.
+void split_key(const std::string& key, std::string& rule, std::string& group, std::string& member)
+{
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= key.size(); ++i) {
+        if (i == key.size() || key[i] == '\x1f') {
+            parts.push_back(key.substr(start, i - start));
+            start = i + 1;
+        }
+    }
+    rule = parts.size() > 1 ? parts[1] : "";
+    group = parts.size() > 2 ? parts[2] : "";
+    member = parts.size() > 3 ? parts[3] : "";
+}
+
+} // namespace
+
+void apply_decision(SQLite::Database& db, const rules::Decision& d, const std::string& tenant, std::int64_t event_id,
+                    std::int64_t now_ms, const std::string& rules_version)
+{
+    if (event_id > 0) {
+        SQLite::Statement st(db, "INSERT INTO processed (event_id, at_ms, rules) VALUES (?,?,?) ON CONFLICT DO NOTHING");
+        st.bind(1, event_id);
+        st.bind(2, now_ms);
+        st.bind(3, rules_version);
+        // Already processed (a replay after a crash between commit and acknowledgement): the
+        // first decision stands and nothing is written twice.
+        if (st.exec() == 0) return;
+    }
+    for (const auto& b : d.batch_erases) {
+        SQLite::Statement st(db, "DELETE FROM welcome_batches WHERE tenant = ? AND group_id = ? AND rule_id = ?");
+        st.bind(1, b.tenant.empty() ? tenant : b.tenant);
+        st.bind(2, b.group_id);
+        st.bind(3, b.rule_id);
+        st.exec();
+    }
+    for (const auto& b : d.batch_upserts) {
+        SQLite::Statement st(db, "INSERT INTO welcome_batches (tenant, group_id, rule_id, platform, app, members, opened_ms, due_ms, origin)"
+                                 " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (tenant, group_id, rule_id) DO UPDATE SET"
+                                 " members = excluded.members");
+        st.bind(1, b.tenant.empty() ? tenant : b.tenant);
+        st.bind(2, b.group_id);
+        st.bind(3, b.rule_id);
+        st.bind(4, b.platform);
+        st.bind(5, b.app);
+        st.bind(6, nlohmann::json(b.members).dump());
+        st.bind(7, b.opened_ms);
+        st.bind(8, b.due_ms);
+        st.bind(9, b.origin);
+        st.exec();
+    }
+    for (const auto& [key, until] : d.cooldowns) {
+        std::string rule, group, member;
+        split_key(key, rule, group, member);
+        SQLite::Statement st(db, "INSERT INTO cooldowns (tenant, group_id, member_id, rule_id, until_ms) VALUES (?,?,?,?,?)"
+                                 " ON CONFLICT DO UPDATE SET until_ms = max(until_ms, excluded.until_ms)");
+        st.bind(1, tenant);
+        st.bind(2, group);
+        st.bind(3, member);
+        st.bind(4, rule);
+        st.bind(5, until);
+        st.exec();
+    }
+    for (const auto& t : d.tags) {
+        bool changed = false;
+        record_tag(db, tenant, t.member, t.tag, t.add, "rule", t.rule_id, t.reason, now_ms, changed);
+    }
+    for (const auto& a : d.actions) {
+        SQLite::Statement st(db, "INSERT INTO outbox (idempotency_key, tenant, platform, app, kind, rule_id, group_id, target,"
+                                 " action_json, cause_event_id, created_ms, not_after_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                                 " ON CONFLICT (idempotency_key) DO NOTHING");
+        st.bind(1, a.idempotency_key);
+        st.bind(2, a.tenant);
+        st.bind(3, a.platform);
+        st.bind(4, a.app);
+        st.bind(5, std::string(core::to_string(a.kind)));
+        st.bind(6, a.rule_id);
+        st.bind(7, a.group_id);
+        st.bind(8, a.target);
+        st.bind(9, a.to_json());
+        st.bind(10, a.cause_event_id);
+        st.bind(11, now_ms);
+        st.bind(12, a.not_after_ms);
+        st.exec();
+    }
+    // Expired cooldowns are dead weight; dropping a few per decision keeps the table small.
+    SQLite::Statement prune(db, "DELETE FROM cooldowns WHERE rowid IN (SELECT rowid FROM cooldowns WHERE until_ms < ? LIMIT 16)");
+    prune.bind(1, now_ms);
+    prune.exec();
+}
+
+bool set_manual_tag(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& tag, bool add,
+                    const std::string& reason, std::int64_t now_ms)
+{
+    bool changed = false;
+    record_tag(db, tenant, member, tag, add, "manual", "", reason, now_ms, changed);
+    return changed;
+}
+
+bool set_group_tag(SQLite::Database& db, const std::string& tenant, const std::string& group_id, const std::string& tag, bool add,
+                   std::int64_t now_ms)
+{
+    if (add) {
+        SQLite::Statement st(db, "INSERT INTO group_tags (tenant, group_id, tag, since_ms) VALUES (?,?,?,?) ON CONFLICT DO NOTHING");
+        st.bind(1, tenant);
+        st.bind(2, group_id);
+        st.bind(3, tag);
+        st.bind(4, now_ms);
+        return st.exec() > 0;
+    }
+    SQLite::Statement st(db, "DELETE FROM group_tags WHERE tenant = ? AND group_id = ? AND tag = ?");
+    st.bind(1, tenant);
+    st.bind(2, group_id);
+    st.bind(3, tag);
+    return st.exec() > 0;
+}
+
+void set_member_name(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& name,
+                     std::int64_t now_ms)
+{
+    SQLite::Statement st(db, "INSERT INTO people (tenant, member_id, name, updated_ms) VALUES (?,?,?,?)"
+                             " ON CONFLICT DO UPDATE SET name = excluded.name, updated_ms = excluded.updated_ms");
+    st.bind(1, tenant);
+    st.bind(2, member);
+    st.bind(3, name);
+    st.bind(4, now_ms);
+    st.exec();
+}
+
+std::vector<TagRow> list_tags(SQLite::Database& db, const std::string& tenant, const std::string& member)
+{
+    std::vector<TagRow> out;
+    SQLite::Statement st(db, "SELECT member_id, tag, since_ms, source, rule_id, reason FROM member_tags WHERE tenant = ?"
+                             " AND (? = '' OR member_id = ?2) ORDER BY member_id, tag");
+    st.bind(1, tenant);
+    st.bind(2, member);
+    while (st.executeStep()) {
+        out.push_back(TagRow{st.getColumn(0).getString(), st.getColumn(1).getString(), st.getColumn(2).getInt64(),
+                             st.getColumn(3).getString(), st.getColumn(4).getString(), st.getColumn(5).getString()});
+    }
+    return out;
+}
+
+std::vector<std::string> outbox_actions(SQLite::Database& db)
+{
+    std::vector<std::string> out;
+    SQLite::Statement st(db, "SELECT action_json FROM outbox ORDER BY id");
+    while (st.executeStep()) out.push_back(st.getColumn(0).getString());
+    return out;
+}
+
+} // namespace qunbot::storage
