@@ -1,0 +1,220 @@
+#include "rules/loader.hpp"
+
+#include <catch2/catch.hpp>
+
+using qunbot::rules::LoadResult;
+using qunbot::rules::load_rule_sources;
+
+namespace {
+
+LoadResult load(const std::string& text) { return load_rule_sources({{"r.yaml", text}}); }
+
+// The diagnostics' headlines, one per line, for readable failure output.
+std::string headlines(const LoadResult& r)
+{
+    std::string s;
+    for (const auto& d : r.diagnostics) s += d.headline() + "\n";
+    return s;
+}
+
+bool has(const LoadResult& r, const std::string& headline)
+{
+    for (const auto& d : r.diagnostics) {
+        if (d.headline() == headline) return true;
+    }
+    return false;
+}
+
+} // namespace
+
+TEST_CASE("a clean file compiles, with rules in file order", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+lists:
+  ads: [加微信, 加V]
+rules:
+  - id: a
+    on: message
+    when: { contains: $ads }
+    do: [ { reply: "请勿发广告" } ]
+  - id: b
+    on: member_joined
+    do:
+      - post: "欢迎 {{ members.mentions }}"
+)");
+    INFO(headlines(r));
+    REQUIRE(r.ok());
+    CHECK(r.diagnostics.empty());
+    REQUIRE(r.rules->rules.size() == 2);
+    CHECK(r.rules->rules[0].id == "a");
+    CHECK(r.rules->rules[1].id == "b");
+    CHECK(r.rules->rules[1].line == 9);
+}
+
+TEST_CASE("every error is reported at once, with file:line:col and suggestions", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+lists:
+  ads: [加微信]
+groups:
+  vip: { tags: [vip] }
+rules:
+  - id: one
+    on: member_joind
+    do: [ { post: "x" } ]
+  - id: two
+    on: message
+    whne: { contains: $ads }
+    when: { contains: $adz }
+    do: [ { reply: "x" } ]
+  - id: three
+    on: member_joined
+    in: vipp
+    do: [ { post: "hi {{ members.mention }}" } ]
+)");
+    INFO(headlines(r));
+    CHECK_FALSE(r.ok());
+    CHECK(r.error_count() == 5);
+    CHECK(has(r, "r.yaml:8:9: error: unknown trigger \"member_joind\"; did you mean \"member_joined\"?"));
+    CHECK(has(r, "r.yaml:12:5: error: unknown key \"whne\" in a rule; did you mean \"when\"?"));
+    CHECK(has(r, "r.yaml:13:23: error: undefined list \"$adz\"; did you mean \"$ads\"?"));
+    CHECK(has(r, "r.yaml:17:9: error: undefined group selection \"vipp\"; did you mean \"vip\"?"));
+    CHECK(has(r, "r.yaml:18:26: error: unknown template variable \"members.mention\"; did you mean \"member.mention\"?"));
+    CHECK(has(r, "r.yaml:5:3: warning: group selection \"vip\" is defined but no rule uses it"));
+}
+
+TEST_CASE("template errors point inside the string", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+rules:
+  - id: w
+    on: member_joined
+    do:
+      - post: "欢迎 {{ members.mention }} 来到 {{ group.name }} {{ message.text }}"
+      - post: "{{ now | date: \"%m月%d日\" }} {{ group.name | upper }} {{ group.id"
+)");
+    INFO(headlines(r));
+    CHECK(has(r, "r.yaml:6:22: error: unknown template variable \"members.mention\"; did you mean \"member.mention\"?"));
+    CHECK(has(r, "r.yaml:6:64: error: template variable \"message.text\" is not available for `on: member_joined` rules; "
+                 "available: member.name, member.mention, member.id, members.names, members.mentions, members.count, "
+                 "group.name, group.id, group.member_count, group.owner, now, event.scene, rule.id"));
+    CHECK(has(r, "r.yaml:7:61: error: unknown filter \"upper\" (filters: date, default)"));
+    CHECK(has(r, "r.yaml:7:70: error: \"{{\" is not closed with \"}}\""));
+    CHECK(r.error_count() == 4);
+}
+
+TEST_CASE("conditions and actions must fit the trigger", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+rules:
+  - id: j
+    on: member_joined
+    when: { contains: [广告] }
+    do: [ { reply: "x" } ]
+  - id: c
+    on: contact_added
+    in: all
+    batch: 30s
+    do: [ { post: "x" } ]
+  - id: m
+    on: message
+    when: { scene: qr_code, regex: "(a", active_days: { at_least: 9, last: 7d } }
+    batch: 3x
+    do: [ { reply: "ok" } ]
+)");
+    INFO(headlines(r));
+    CHECK(has(r, "r.yaml:5:13: error: condition `contains` does not apply to `on: member_joined` rules (it needs message)"));
+    CHECK(has(r, "r.yaml:6:13: error: `reply` answers a message; use `post` for `on: member_joined`"));
+    CHECK(has(r, "r.yaml:9:9: error: `in` selects groups, but contact_added events are 1:1 and have no group"));
+    CHECK(has(r, "r.yaml:10:12: error: `batch` merges joins; it applies to `on: member_joined` rules only"));
+    CHECK(has(r, "r.yaml:11:13: error: contact_added is a 1:1 event with no group to post in; use `welcome`"));
+    CHECK(has(r, "r.yaml:14:13: error: condition `scene` does not apply to `on: message` rules (it needs member_joined, member_left)"));
+    CHECK(has(r, "r.yaml:14:36: error: regex \"(a\" does not compile: missing ): (a (RE2 syntax: no backreferences or lookaround)"));
+    CHECK(has(r, "r.yaml:14:67: error: `active_days.at_least` (9) is more than `last` (7 days): it could never hold"));
+    CHECK(has(r, "r.yaml:15:12: error: `batch`: \"3x\" is not a duration like 30s, 2m"));
+}
+
+TEST_CASE("structure errors: version, ids, duplicates, empty keywords", "[rules][loader]")
+{
+    const auto r = load(R"(versoin: 1
+lists:
+  blank: ["\u200b", ok]
+rules:
+  - on: message
+    when: { contains: $blank }
+    do: [ { reply: "x" } ]
+  - id: same
+    on: schedule
+    do: [ { post: "x" } ]
+  - id: same
+    on: member_left
+    stop: maybe
+    do: []
+)");
+    INFO(headlines(r));
+    CHECK(has(r, "r.yaml:1:1: error: unknown key \"versoin\" in the file; did you mean \"version\"?"));
+    CHECK(has(r, "r.yaml:1:1: error: missing `version: 1` at the top of the file"));
+    CHECK(has(r, "r.yaml:5:5: error: rule without `id`: give every rule a stable id (it keys counters and idempotency)"));
+    CHECK(has(r, "r.yaml:6:23: error: keyword \"\u200b\" is empty after normalisation (only spaces or invisible characters)"));
+    CHECK(has(r, "r.yaml:9:9: error: `on: schedule` is not supported by this version yet (scheduled posts come with the scheduler)"));
+    CHECK(has(r, "r.yaml:11:9: error: duplicate rule id \"same\", first used at r.yaml:8:9"));
+    CHECK(has(r, "r.yaml:13:11: error: `stop` must be true or false"));
+    CHECK(has(r, "r.yaml:14:9: error: `do` must list at least one action, e.g. - post: \"...\""));
+}
+
+TEST_CASE("YAML syntax errors name the position, and other files are still checked", "[rules][loader]")
+{
+    const auto r = load_rule_sources({
+        {"a.yaml", "version: 1\nrules:\n  - id: x\n    on: message\n    do: [ { reply: \"unterminated } ]\n"},
+        {"b.yaml", "version: 1\nlists:\n  l: [x]\n"},
+        {"c.yaml", "version: 1\nlists:\n  l: [y]\n"},
+    });
+    INFO(headlines(r));
+    REQUIRE(r.diagnostics.size() >= 2);
+    CHECK(r.diagnostics[0].file == "a.yaml");
+    CHECK(r.diagnostics[0].message.starts_with("YAML syntax: "));
+    CHECK(has(r, "c.yaml:3:3: error: list \"l\" is already defined at b.yaml:3:3"));
+    CHECK_FALSE(r.ok());
+}
+
+TEST_CASE("warnings do not block loading", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+lists:
+  unused: [x, X, ｘ]
+rules:
+  - id: everything
+    on: message
+    do: [ { reply: "{{ member.name }}" } ]
+)");
+    INFO(headlines(r));
+    REQUIRE(r.ok());
+    CHECK(r.error_count() == 0);
+    CHECK(has(r, "r.yaml:3:3: warning: list \"unused\" is defined but no rule uses it"));
+    CHECK(has(r, "r.yaml:3:15: warning: list \"unused\": \"X\" repeats an earlier entry (after normalisation)"));
+    CHECK(has(r, "r.yaml:3:18: warning: list \"unused\": \"ｘ\" repeats an earlier entry (after normalisation)"));
+    CHECK(has(r, "r.yaml:5:5: warning: rule \"everything\" has no `when`: it answers every message in its groups"));
+    CHECK(has(r, "r.yaml:7:20: warning: {{ member.name }} is empty while the member's name is not known yet; add a fallback, "
+                 "e.g. {{ member.name | default: \"朋友\" }}"));
+}
+
+TEST_CASE("the formatted diagnostic shows the line and a caret", "[rules][loader]")
+{
+    const auto r = load("version: 1\nrules:\n  - id: a\n    on: mesage\n    do: [ { reply: x } ]\n");
+    REQUIRE(r.diagnostics.size() == 1);
+    CHECK(r.diagnostics[0].format() ==
+          "r.yaml:4:9: error: unknown trigger \"mesage\"; did you mean \"message\"?\n      on: mesage\n          ^");
+}
+
+TEST_CASE("durations", "[rules][loader]")
+{
+    std::int64_t ms = 0;
+    CHECK((qunbot::rules::parse_duration("30s", ms) && ms == 30'000));
+    CHECK((qunbot::rules::parse_duration("1h30m", ms) && ms == 5'400'000));
+    CHECK((qunbot::rules::parse_duration("7d", ms) && ms == 604'800'000));
+    CHECK((qunbot::rules::parse_duration("250ms", ms) && ms == 250));
+    CHECK_FALSE(qunbot::rules::parse_duration("0s", ms));
+    CHECK_FALSE(qunbot::rules::parse_duration("5", ms));
+    CHECK_FALSE(qunbot::rules::parse_duration("s", ms));
+    CHECK_FALSE(qunbot::rules::parse_duration("", ms));
+}
