@@ -468,8 +468,8 @@ private:
             error(w, "a rule must be a mapping with id, on, do, ...");
             return;
         }
-        check_keys(src, node, {"id", "description", "on", "in", "when", "unless", "do", "stop", "batch", "cooldown", "enabled"}, "a rule");
         const std::size_t errors_before = result_.error_count();
+        check_keys(src, node, {"id", "description", "on", "in", "when", "unless", "do", "stop", "batch", "cooldown", "enabled"}, "a rule");
         Rule rule;
         rule.file = src.name;
         rule.line = src.position(w.pos).first;

@@ -59,8 +59,14 @@ std::string write_test_config(const TempDir& dir, const std::string& token, cons
     const auto secrets = dir.file("t.secrets.json");
     write_file(secrets, "{\"token\":\"" + token + "\",\"encoding_aes_key\":\"" + key + "\"}");
     const auto path = dir.file("qunbot.json");
+    // Unless the test brings its own, an empty rule directory of its own (not the repository's).
+    std::string rules;
+    if (extra.find("\"rules\"") == std::string::npos) {
+        std::filesystem::create_directories(dir.path() / "rules");
+        rules = "\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},";
+    }
     write_file(path, "{\"listen\":{\"address\":\"127.0.0.1\",\"port\":0},\"threads\":2,\"database\":\"" + dir.file("q.db") +
-                         "\",\"log_level\":\"info\"," + extra +
+                         "\",\"log_level\":\"info\"," + rules + extra +
                          "\"apps\":[{\"name\":\"t\",\"path\":\"/cb\",\"corp_id\":\"" + corp + "\",\"secrets_file\":\"" +
                          secrets + "\"}]}");
     return path;
