@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -338,7 +339,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
 
     // ---- reload ---------------------------------------------------------------------------
 
-    rules::LoadResult reload(const std::string& reason)
+    rules::LoadResult reload(const std::string& reason, bool wait_for_save = false)
     {
         std::lock_guard guard(reload_mutex);
         auto result = rules::load_rules(o.rules.dir);
@@ -352,10 +353,14 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
             if (changed) {
                 spdlog::info("rules: loaded {} rule(s) from {} file(s) in {} ({}), version {}", result.rules->rules.size(),
                              result.files.size(), o.rules.dir, reason, result.rules->fingerprint);
+                auto saved = std::make_shared<std::promise<void>>();
                 journal.submit([sources = result.sources](SQLite::Database& db) { storage::save_good_rules(db, sources); },
-                               [](std::string error) {
+                               [saved](std::string error) {
                                    if (!error.empty()) spdlog::warn("rules: could not store the last good rule set: {}", error);
+                                   saved->set_value();
                                });
+                // At start-up the save completes before the first event, so the order is fixed.
+                if (wait_for_save) saved->get_future().wait();
             }
             return result;
         }
@@ -471,7 +476,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
 Dispatcher::Dispatcher(net::io_context& ioc, storage::Journal& journal, Registry& metrics, Options options)
     : impl_(std::make_shared<Impl>(ioc, journal, metrics, std::move(options)))
 {
-    auto result = impl_->reload("start");
+    auto result = impl_->reload("start", true);
     if (!result.ok()) {
         // Never start blind: fall back to the last set that loaded cleanly, kept in the database.
         std::vector<std::pair<std::string, std::string>> last;

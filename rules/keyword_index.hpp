@@ -34,6 +34,7 @@ public:
     template <class F>
     void scan(std::string_view text, F&& found) const
     {
+        if (nodes_.empty()) return; // not built, or no patterns
         std::uint32_t s = 0;
         for (const char ch : text) {
             const auto c = static_cast<unsigned char>(ch);

@@ -332,8 +332,8 @@ void Journal::run()
     for (;;) {
         {
             std::unique_lock lock(mutex_);
-            hook = stored_hook_;
             cv_.wait(lock, [&] { return !queue_.empty() || closing_; });
+            hook = stored_hook_; // after the wait: a hook set while idle applies to this batch
             if (queue_.empty()) return; // closing, and everything is committed
             if (queue_.size() <= options_.max_batch) {
                 batch.swap(queue_);

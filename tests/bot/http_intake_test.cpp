@@ -324,7 +324,8 @@ TEST_CASE("/metrics exposes the documented families", "[http][metrics]")
                                "qunbot_journal_batch_events_bucket", "qunbot_http_connections_active"}) {
         CHECK_THAT(res.body, Catch::Contains(family));
     }
-    CHECK_THAT(res.body, Catch::Contains("qunbot_journal_commit_seconds_count 1"));
+    // Two commits: the rule set stored as the last good one at start, then the event.
+    CHECK_THAT(res.body, Catch::Contains("qunbot_journal_commit_seconds_count 2"));
     CHECK_THAT(res.body, Catch::Contains("qunbot_http_requests_total{route=\"t\",outcome=\"stored\"} 1"));
 }
 

@@ -85,3 +85,12 @@ TEST_CASE("keyword index deduplicates patterns and refuses adds after build", "[
     CHECK(idx.pattern_count() == 1);
     CHECK_THROWS(idx.add("x"));
 }
+
+TEST_CASE("an empty or unbuilt keyword index finds nothing", "[rules][text]")
+{
+    KeywordIndex unbuilt;
+    CHECK(scan_all(unbuilt, "任何文字").empty());
+    KeywordIndex empty;
+    empty.build();
+    CHECK(scan_all(empty, "任何文字").empty());
+}
