@@ -1,13 +1,15 @@
 #pragma once
 /// \file
-/// Multi-pattern substring search (Aho–Corasick over UTF-8 bytes). One pass over a message
-/// finds every keyword of every rule, however many rules there are; no word boundaries are
-/// assumed, so keywords match inside Chinese text.
+/// Multi-pattern substring search (Aho–Corasick over characters). One pass over a message finds
+/// every keyword of every rule, however many rules there are; no word boundaries are assumed,
+/// so keywords match inside Chinese text. The automaton steps once per character, not per
+/// byte, and a character that occurs in no keyword sends it straight back to the root.
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace qunbot::rules {
@@ -30,14 +32,16 @@ public:
     [[nodiscard]] std::size_t state_count() const noexcept { return nodes_.size(); }
 
     /// Calls `found(pattern_id)` for every occurrence of every pattern in `text` (a pattern
-    /// found twice is reported twice).
+    /// found twice is reported twice). Invalid UTF-8 bytes count as characters of their own.
     template <class F>
     void scan(std::string_view text, F&& found) const
     {
         if (nodes_.empty()) return; // not built, or no patterns
         std::uint32_t s = 0;
-        for (const char ch : text) {
-            const auto c = static_cast<unsigned char>(ch);
+        std::size_t i = 0;
+        while (i < text.size()) {
+            const std::uint32_t c = char_id(text, i);
+            if (c == 0) { s = 0; continue; } // in no keyword: no match can span it
             for (;;) {
                 const std::uint32_t t = s == 0 ? root_[c] : step(s, c);
                 if (t != none) { s = t; break; }
@@ -53,25 +57,68 @@ public:
 private:
     static constexpr std::uint32_t none = 0xFFFFFFFF;
     struct Node {
-        std::uint32_t first_edge = 0; ///< edges_[first_edge, first_edge + edge_count), sorted by byte
+        std::uint32_t first_edge = 0; ///< edges_[first_edge, first_edge + edge_count), sorted by char
         std::uint32_t edge_count = 0;
         std::uint32_t fail = 0;
         std::uint32_t dict = none;    ///< nearest node on the failure chain that ends a pattern
         std::uint32_t pattern = none; ///< pattern ending exactly here
+        std::uint32_t dense = none;   ///< offset of a full transition row in dense_, for busy nodes
     };
     struct Edge {
-        unsigned char byte;
+        std::uint32_t ch;
         std::uint32_t target;
     };
 
-    [[nodiscard]] std::uint32_t step(std::uint32_t s, unsigned char c) const noexcept
+    /// Decodes the code point at `i` and advances `i`; a stray byte b becomes 0x110000 + b.
+    static std::uint32_t decode(std::string_view s, std::size_t& i) noexcept
+    {
+        const auto b0 = static_cast<unsigned char>(s[i]);
+        auto cont = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]) & 0x3Fu; };
+        auto ok = [&](std::size_t n) {
+            if (i + n > s.size()) return false;
+            for (std::size_t k = 1; k < n; ++k) {
+                if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+            }
+            return true;
+        };
+        std::uint32_t cp = 0;
+        if (b0 < 0x80) { cp = b0; i += 1; }
+        else if ((b0 & 0xE0) == 0xC0 && ok(2)) { cp = ((b0 & 0x1Fu) << 6) | cont(1); i += 2; }
+        else if ((b0 & 0xF0) == 0xE0 && ok(3)) { cp = ((b0 & 0x0Fu) << 12) | (cont(1) << 6) | cont(2); i += 3; }
+        else if ((b0 & 0xF8) == 0xF0 && ok(4)) { cp = ((b0 & 0x07u) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3); i += 4; }
+        else { cp = 0x110000u + b0; i += 1; }
+        return cp;
+    }
+
+    /// Decodes the character at `i`, advances `i`, and returns its id (0: in no pattern).
+    [[nodiscard]] std::uint32_t char_id(std::string_view s, std::size_t& i) const noexcept
+    {
+        const auto cp = decode(s, i);
+        if (cp < bmp_.size()) return bmp_[cp];
+        if (astral_.empty()) return 0;
+        auto it = astral_.find(cp);
+        return it == astral_.end() ? 0 : it->second;
+    }
+
+    [[nodiscard]] std::uint32_t step(std::uint32_t s, std::uint32_t c) const noexcept
     {
         const Node& n = nodes_[s];
+        if (n.dense != none) return dense_[n.dense + c];
         const Edge* e = edges_.data() + n.first_edge;
         const Edge* end = e + n.edge_count;
+        if (n.edge_count > 8) {
+            // Binary search over the sorted edges.
+            std::size_t lo = 0, hi = n.edge_count;
+            while (lo < hi) {
+                const std::size_t mid = (lo + hi) / 2;
+                if (e[mid].ch < c) lo = mid + 1;
+                else hi = mid;
+            }
+            return lo < n.edge_count && e[lo].ch == c ? e[lo].target : none;
+        }
         for (; e != end; ++e) {
-            if (e->byte == c) return e->target;
-            if (e->byte > c) break;
+            if (e->ch == c) return e->target;
+            if (e->ch > c) break;
         }
         return none;
     }
@@ -79,7 +126,10 @@ private:
     std::vector<std::string> patterns_;
     std::vector<Node> nodes_;
     std::vector<Edge> edges_;
-    std::uint32_t root_[256] = {};
+    std::vector<std::uint32_t> root_;  ///< char id → child of the root (dense)
+    std::vector<std::uint32_t> dense_; ///< full rows (one entry per char id) of busy nodes
+    std::vector<std::uint32_t> bmp_;   ///< code point (BMP) → char id (0: in no pattern)
+    std::unordered_map<std::uint32_t, std::uint32_t> astral_; ///< other code points → char id
     struct Building; ///< the trie while patterns are added; released by `build`
     std::unique_ptr<Building> building_;
 };

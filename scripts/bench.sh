@@ -5,17 +5,23 @@
 # as fast as it answers, then at a fixed 5,000/s, and prints throughput, latency and the journal
 # check. Client and server share this machine's cores.
 # `scripts/bench.sh micro`: in-process micro-benchmarks of each intake step (bench/hot_paths.cpp).
+# `scripts/bench.sh rules`: the rule engine on 1,000 rules / 10,000 keywords, pinned to one core
+# (bench/rules_engine.cpp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-intake}
 seconds=${2:-10}
-case "$what" in intake|micro) ;; *) echo "usage: scripts/bench.sh intake [SECONDS] | micro" >&2; exit 2 ;; esac
+case "$what" in intake|micro|rules) ;; *) echo "usage: scripts/bench.sh intake [SECONDS] | micro | rules" >&2; exit 2 ;; esac
 
 ./scripts/install_deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 if [ "$what" = micro ]; then
   cmake --build build --target qunbot_bench
-  exec ./build/bench/qunbot_bench
+  exec ./build/bench/qunbot_bench --benchmark_filter=-rules_
+fi
+if [ "$what" = rules ]; then
+  cmake --build build --target qunbot_bench
+  exec taskset -c 0 ./build/bench/qunbot_bench --benchmark_filter=rules_
 fi
 cmake --build build --target qunbot qunbot_intake_load
 

@@ -203,3 +203,54 @@ TEST_CASE("send-test-event and activity work against a running server", "[proces
     server->signal(SIGTERM);
     CHECK(server->wait_exit(20s) == 0);
 }
+
+TEST_CASE("rules check and rules test: diagnostics and exit codes for CI", "[process][rules]")
+{
+    test::TempDir dir;
+    std::filesystem::create_directories(dir.path() / "good");
+    std::filesystem::create_directories(dir.path() / "bad");
+    test::write_file(dir.file("good/faq.yaml"), "version: 1\nrules:\n  - id: faq\n    on: message\n"
+                                                "    when: { contains: [多少钱] }\n    do: [ { reply: \"见公告\" } ]\n");
+    test::write_file(dir.file("good/faq.test.yaml"), "tests:\n  - name: answers\n    events:\n"
+                                                     "      - message: { from: wmX0000000000000000000000000001, text: \"多少钱?\" }\n"
+                                                     "    expect:\n      - reply: { rule: faq, text: \"见公告\" }\n"
+                                                     "  - name: wrong expectation\n    events:\n"
+                                                     "      - message: { from: wmX0000000000000000000000000001, text: \"你好\" }\n"
+                                                     "    expect:\n      - reply: { rule: faq }\n");
+    test::write_file(dir.file("bad/a.yaml"), "version: 1\nrules:\n  - id: a\n    on: mesage\n    do: [ { reply: x } ]\n");
+    test::write_file(dir.file("bad/b.yaml"), "version: 1\nrules:\n  - id: b\n    on: message\n    when: { contians: [x] }\n    do: [ { reply: x } ]\n");
+    {
+        test::Child c({QUNBOT_BINARY, "rules", "check", dir.file("good")});
+        REQUIRE(c.wait_for_line("error(s)", 30s));
+        CHECK(c.wait_exit(30s) == 0);
+        CHECK_THAT(c.out(), Catch::Contains("1 file(s), 1 rule(s), 0 error(s), 0 warning(s)"));
+    }
+    {
+        test::Child c({QUNBOT_BINARY, "rules", "check", dir.file("bad")});
+        REQUIRE(c.wait_for_line("error(s)", 30s));
+        CHECK(c.wait_exit(30s) == 1);
+        // Both files' errors, not just the first.
+        CHECK_THAT(c.out(), Catch::Contains(dir.file("bad/a.yaml") + ":4:9: error: unknown trigger \"mesage\"; did you mean \"message\"?"));
+        CHECK_THAT(c.out(), Catch::Contains(dir.file("bad/b.yaml") + ":5:13: error: unknown key \"contians\" in a condition; did you mean \"contains\"?"));
+        CHECK_THAT(c.out(), Catch::Contains("2 error(s)"));
+    }
+    {
+        test::Child c({QUNBOT_BINARY, "rules", "test", dir.file("good")});
+        REQUIRE(c.wait_for_line(" passed, ", 30s));
+        CHECK(c.wait_exit(30s) == 1);
+        CHECK_THAT(c.out(), Catch::Contains("ok    answers"));
+        CHECK_THAT(c.out(), Catch::Contains("FAIL  wrong expectation"));
+        CHECK_THAT(c.out(), Catch::Contains("missing action #1"));
+        CHECK_THAT(c.out(), Catch::Contains("1 passed, 1 failed"));
+    }
+}
+
+TEST_CASE("the example rules in config/ pass their own tests", "[process][rules]")
+{
+    const auto dir = std::string(QUNBOT_SOURCE_DIR) + "/config/rules";
+    test::Child c({QUNBOT_BINARY, "rules", "test", dir});
+    const auto summary = c.wait_for_line(" passed, ", 60s);
+    REQUIRE(summary);
+    CHECK_THAT(*summary, Catch::EndsWith(" passed, 0 failed"));
+    CHECK(c.wait_exit(60s) == 0);
+}

@@ -1,0 +1,181 @@
+// The rule engine on a large rule set: 1,000 message rules holding 10,000 keywords (10 each),
+// evaluated against realistic group chatter, on one thread. Only the pure evaluation is timed;
+// state loading and the decision commit are storage work measured elsewhere.
+#include "rules/engine.hpp"
+#include "rules/loader.hpp"
+#include "rules/text.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+namespace {
+
+using namespace qunbot;
+
+// Common characters of shop-group chatter; keywords and messages are drawn from the same pool,
+// so keywords really do occur (and partially occur) in messages.
+const std::vector<std::string>& pool()
+{
+    static const std::vector<std::string> chars = [] {
+        const std::string text =
+            "的一是了我不人在他有这个上们来到时大地为子中你说生国年着就那和要她出也得里后自以会家可下而过天去能对小多然于心学么之都好看起发当没成只如事把还用第样道想作种开美总从无情己面最女但现前些所同日手又行意动方期它头经长儿回位分爱老因很给名法间斯知世什两次使身者被高已亲其进此话常与活正感"
+            "价格优惠活动门店福利群领券下单包邮秒杀团购新品试吃会员积分兑换预约到店自提配送退款售后客服咨询加微信扫码关注";
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < text.size();) {
+            const auto b = static_cast<unsigned char>(text[i]);
+            const std::size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : 4;
+            out.push_back(text.substr(i, n));
+            i += n;
+        }
+        return out;
+    }();
+    return chars;
+}
+
+// A wide vocabulary: the first `n` characters of the CJK block, as a stand-in for the few
+// thousand characters real chatter uses.
+const std::vector<std::string>& wide_pool(std::size_t n)
+{
+    static std::vector<std::string> chars;
+    if (chars.size() != n) {
+        chars.clear();
+        for (std::uint32_t cp = 0x4E00; cp < 0x4E00 + n; ++cp) {
+            std::string c;
+            c += static_cast<char>(0xE0 | (cp >> 12));
+            c += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            c += static_cast<char>(0x80 | (cp & 0x3F));
+            chars.push_back(c);
+        }
+    }
+    return chars;
+}
+
+std::string random_text(std::mt19937& rng, int min_chars, int max_chars, const std::vector<std::string>& chars = pool())
+{
+    std::uniform_int_distribution<int> len(min_chars, max_chars);
+    std::uniform_int_distribution<std::size_t> pick(0, chars.size() - 1);
+    std::string s;
+    for (int i = len(rng); i > 0; --i) s += chars[pick(rng)];
+    return s;
+}
+
+struct Workload {
+    std::shared_ptr<const rules::RuleSet> rules;
+    std::vector<core::Event> messages;
+    rules::State state;
+};
+
+// alphabet 0: the 200-character shop-chatter pool (dense: nearly every character starts some
+// keyword); otherwise that many distinct characters.
+const Workload& workload(std::size_t alphabet = 0)
+{
+    static std::map<std::size_t, Workload> cache;
+    if (auto it = cache.find(alphabet); it != cache.end()) return it->second;
+    const auto& chars = alphabet ? wide_pool(alphabet) : pool();
+    const Workload w = [&] {
+        std::mt19937 rng(42);
+        std::set<std::string> keywords;
+        while (keywords.size() < 10'000) keywords.insert(random_text(rng, 3, 5, chars));
+        std::vector<std::string> kw(keywords.begin(), keywords.end());
+        std::shuffle(kw.begin(), kw.end(), rng);
+        std::string yaml = "version: 1\nrules:\n";
+        for (int r = 0; r < 1000; ++r) {
+            yaml += "  - id: r" + std::to_string(r) + "\n    on: message\n    when: { contains: [";
+            for (int k = 0; k < 10; ++k) yaml += (k ? ", " : "") + kw[static_cast<std::size_t>(r * 10 + k)];
+            yaml += "] }\n    unless: { sender: staff }\n    cooldown: { member: 10m }\n    do: [ { reply: \"{{ member.mention }} 回复" +
+                    std::to_string(r) + "\" } ]\n";
+        }
+        auto loaded = rules::load_rule_sources({{"bench.yaml", yaml}});
+        if (!loaded.ok()) throw std::runtime_error("bench rule set does not load:\n" + loaded.report());
+        Workload out;
+        out.rules = loaded.rules;
+        // 1,000 messages of 8–40 characters; one in ten carries a keyword (plus chance hits).
+        std::uniform_int_distribution<std::size_t> pick_kw(0, kw.size() - 1);
+        for (int i = 0; i < 1000; ++i) {
+            core::Event e;
+            e.kind = core::EventKind::message;
+            e.tenant = "corp";
+            e.dedup_key = "m" + std::to_string(i);
+            e.group_id = "wrGroup";
+            e.actor = "wmCUSTOMER000000000000000000" + std::to_string(1000 + i);
+            e.message_type = "text";
+            e.text = random_text(rng, 8, 40, chars);
+            if (i % 10 == 0) e.text += kw[pick_kw(rng)];
+            out.messages.push_back(std::move(e));
+        }
+        out.state.now_ms = 1'767'578'400'000;
+        out.state.group = {"wrGroup", "徐汇门店福利群", "owner", 200, {}};
+        return out;
+    }();
+    return cache.emplace(alphabet, std::move(w)).first->second;
+}
+
+void rules_message_evaluation(benchmark::State& state)
+{
+    const auto& w = workload(static_cast<std::size_t>(state.range(0)));
+    std::size_t i = 0, actions = 0;
+    for (auto _ : state) {
+        auto d = rules::evaluate(*w.rules, w.messages[i], w.state);
+        actions += d.actions.size();
+        benchmark::DoNotOptimize(d);
+        if (++i == w.messages.size()) i = 0;
+    }
+    state.SetItemsProcessed(state.iterations());
+    state.counters["rules"] = static_cast<double>(w.rules->rules.size());
+    state.counters["keywords"] = static_cast<double>(w.rules->keyword_count);
+    state.counters["actions_per_msg"] = static_cast<double>(actions) / static_cast<double>(state.iterations());
+}
+BENCHMARK(rules_message_evaluation)->ArgName("alphabet")->Arg(0)->Arg(3000);
+
+void rules_normalize(benchmark::State& state)
+{
+    const auto& w = workload();
+    std::string out;
+    std::size_t i = 0;
+    for (auto _ : state) {
+        out.clear();
+        rules::normalize_into(w.messages[i].text, rules::Fold::keyword, out);
+        benchmark::DoNotOptimize(out);
+        if (++i == w.messages.size()) i = 0;
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(rules_normalize);
+
+void rules_keyword_scan(benchmark::State& state)
+{
+    // The keyword search alone, over already-normalised text.
+    const auto& w = workload();
+    std::vector<std::string> texts;
+    for (const auto& m : w.messages) texts.push_back(rules::normalize(m.text, rules::Fold::keyword));
+    std::size_t i = 0, hits = 0;
+    for (auto _ : state) {
+        w.rules->keywords.scan(texts[i], [&](std::uint32_t) { ++hits; });
+        if (++i == texts.size()) i = 0;
+    }
+    benchmark::DoNotOptimize(hits);
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(rules_keyword_scan);
+
+void rules_load_and_compile(benchmark::State& state)
+{
+    // The cost of a reload of this set (parse, check, build the keyword index).
+    std::mt19937 rng(7);
+    std::string yaml = "version: 1\nrules:\n";
+    for (int r = 0; r < 1000; ++r) {
+        yaml += "  - id: r" + std::to_string(r) + "\n    on: message\n    when: { contains: [";
+        for (int k = 0; k < 10; ++k) yaml += (k ? ", " : "") + random_text(rng, 3, 5);
+        yaml += "] }\n    do: [ { reply: ok } ]\n";
+    }
+    for (auto _ : state) {
+        auto r = rules::load_rule_sources({{"bench.yaml", yaml}});
+        benchmark::DoNotOptimize(r);
+    }
+}
+BENCHMARK(rules_load_and_compile)->Unit(benchmark::kMillisecond);
+
+} // namespace
