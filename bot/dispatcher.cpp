@@ -231,6 +231,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
                     if (t.outcome == rules::Trace::Outcome::fired) flushes.inc();
                     else if (t.outcome == rules::Trace::Outcome::no_effect) spdlog::warn("welcome batch of rule {}: {}", t.rule_id, t.detail);
                 }
+            } else if (rules::Trigger t{}; rules::trigger_for(job.event.kind, t) && set->per_trigger[static_cast<std::size_t>(t)] == 0 &&
+                                           !(t == rules::Trigger::member_left && set->any_batch)) {
+                // No rule listens to this kind of event, and there is no welcome to amend.
+                decisions.inc();
             } else {
                 auto state = reader.load(job.event, *set, now, utc_offset_s());
                 rules::EvaluateOptions eo;

@@ -997,6 +997,8 @@ private:
         set_.set_rules.resize(set_.keyword_set_count);
         for (std::uint32_t i = 0; i < set_.rules.size(); ++i) {
             const auto& r = set_.rules[i];
+            ++set_.per_trigger[static_cast<std::size_t>(r.trigger)];
+            set_.any_batch = set_.any_batch || r.batch_ms > 0;
             std::vector<std::uint32_t> sets;
             if (r.trigger == Trigger::message && r.has_when && anchors(r.when, sets)) {
                 for (auto s : sets) set_.set_rules[s].push_back(i);

@@ -100,6 +100,8 @@ struct RuleSet {
     std::vector<std::uint32_t> unanchored[trigger_count];
     std::vector<std::vector<std::uint32_t>> set_rules;
     bool any_activity = false;       ///< some rule needs activity figures
+    bool any_batch = false;          ///< some rule gathers joins into batches
+    std::size_t per_trigger[trigger_count] = {}; ///< rules per trigger
     std::size_t keyword_count = 0;   ///< keywords as written (before dedup), for reports
     std::string fingerprint;         ///< hash of the rule files' bytes: identifies the version
 

@@ -33,6 +33,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Intake alone by default (an empty rule directory); QUNBOT_BENCH_RULES=config/rules measures
+# intake with the example rules running on every event.
+mkdir -p "$work/rules"
 cat > "$work/bench.json" <<JSON
 {
   "listen": { "address": "127.0.0.1", "port": 0 },
@@ -40,6 +43,7 @@ cat > "$work/bench.json" <<JSON
   "database": "$work/bench.db",
   "log_level": "warn",
   "journal": { "durability": "full", "max_batch": 1024 },
+  "rules": { "dir": "${QUNBOT_BENCH_RULES:-$work/rules}", "watch": false },
   "http": { "max_connections": 4096 },
   "apps": [ { "name": "bench", "path": "/wecom/bench", "corp_id": "wwbench000000001",
               "secrets_file": "$work/bench.secrets.json", "generate_secrets": true } ]

@@ -69,10 +69,18 @@ CREATE TABLE group_members (
     PRIMARY KEY (tenant, group_id, member_id)
 );
 )sql",
-    // 2: rule engine state. Counters, batches and tags live here so reloads and restarts never
+    // 2: rule engine state. member_hours keeps one row per member, group and hour with a
+    // message (written with the message, at most once an hour; hours so that local days work
+    // for any whole-hour offset), so activity thresholds need no per-message index. Counters, batches and tags live here so reloads and restarts never
     // reset them; the outbox holds decided actions until delivery performs them.
     R"sql(
-CREATE INDEX activity_by_member ON activity (tenant, group_id, member_id, at);
+CREATE TABLE member_hours (
+    tenant    TEXT    NOT NULL,
+    group_id  TEXT    NOT NULL,
+    member_id TEXT    NOT NULL,
+    hour      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, group_id, member_id, hour)
+) WITHOUT ROWID;
 CREATE TABLE people (
     tenant     TEXT    NOT NULL,
     member_id  TEXT    NOT NULL,

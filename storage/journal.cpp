@@ -102,6 +102,8 @@ public:
           join_member_(*db_, "INSERT INTO group_members (tenant, group_id, member_id, joined_at, join_scene, present)"
                              " VALUES (?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET"
                              " joined_at = ?4, join_scene = ?5, left_at = NULL, quit_scene = NULL, present = 1"),
+          member_day_(*db_, "INSERT INTO member_hours (tenant, group_id, member_id, hour) VALUES (?,?,?,?)"
+                            " ON CONFLICT DO NOTHING"),
           leave_member_(*db_, "INSERT INTO group_members (tenant, group_id, member_id, left_at, quit_scene, present)"
                               " VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET"
                               " left_at = ?4, quit_scene = ?5, present = 0")
@@ -183,6 +185,7 @@ private:
             return;
         case EventKind::message:
             activity_row(id, e, e.actor, e.message_type);
+            if (!e.group_id.empty()) run(member_day_, e.tenant, e.group_id, e.actor, e.time / 3600 * 3600);
             return;
         default:
             activity_row(id, e, e.actor, e.raw_type);
@@ -213,6 +216,7 @@ private:
     SQLite::Statement insert_activity_;
     SQLite::Statement upsert_group_;
     SQLite::Statement join_member_;
+    SQLite::Statement member_day_;
     SQLite::Statement leave_member_;
 };
 

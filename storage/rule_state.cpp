@@ -15,12 +15,26 @@ StateReader::StateReader(const std::string& path) : owned_(open_for_reading(path
 StateReader::StateReader(SQLite::Database& db) : db_(&db) {}
 StateReader::~StateReader() = default;
 
+SQLite::Statement& StateReader::prepared(const char* sql)
+{
+    // Preparing costs more than running these small lookups: each is prepared once per reader.
+    auto& slot = statements_[sql];
+    if (!slot) slot = std::make_unique<SQLite::Statement>(*db_, sql);
+    return *slot;
+}
+
 namespace {
 
-std::vector<std::string> tags_of(SQLite::Database& db, const char* sql, const std::string& tenant, const std::string& id)
+// Resets a cached statement after use, also when a step throws.
+struct Rewind {
+    SQLite::Statement& st;
+    ~Rewind() { st.tryReset(); }
+};
+
+std::vector<std::string> tags_of(SQLite::Statement& st, const std::string& tenant, const std::string& id)
 {
     std::vector<std::string> out;
-    SQLite::Statement st(db, sql);
+    const Rewind rewind{st};
     st.bind(1, tenant);
     st.bind(2, id);
     while (st.executeStep()) out.push_back(st.getColumn(0).getString());
@@ -36,17 +50,19 @@ void StateReader::fill_member(rules::State& state, const std::string& tenant, co
     rules::MemberInfo m;
     m.id = id;
     {
-        SQLite::Statement st(*db_, "SELECT name FROM people WHERE tenant = ? AND member_id = ?");
+        auto& st = prepared("SELECT name FROM people WHERE tenant = ? AND member_id = ?");
+        const Rewind rewind_st{st};
         st.bind(1, tenant);
         st.bind(2, id);
         if (st.executeStep()) m.name = st.getColumn(0).getString();
     }
-    m.tags = tags_of(*db_, "SELECT tag FROM member_tags WHERE tenant = ? AND member_id = ? ORDER BY tag", tenant, id);
+    m.tags = tags_of(prepared("SELECT tag FROM member_tags WHERE tenant = ? AND member_id = ? ORDER BY tag"), tenant, id);
     if (activity && !group_id.empty()) {
         // Days are local calendar days; bit 0 is today.
         const std::int64_t today = (state.now_ms / 1000 + state.utc_offset_s) / 86400;
-        SQLite::Statement st(*db_, "SELECT DISTINCT (at + ?1) / 86400 FROM activity WHERE tenant = ?2 AND group_id = ?3"
-                                   " AND member_id = ?4 AND kind = 'message' AND at >= ?5");
+        auto& st = prepared("SELECT DISTINCT (hour + ?1) / 86400 FROM member_hours WHERE tenant = ?2 AND group_id = ?3"
+                            " AND member_id = ?4 AND hour >= ?5");
+        const Rewind rewind_st{st};
         st.bind(1, state.utc_offset_s);
         st.bind(2, tenant);
         st.bind(3, group_id);
@@ -69,7 +85,8 @@ rules::State StateReader::load_group(const std::string& tenant, const std::strin
     s.group.id = group_id;
     if (group_id.empty()) return s;
     {
-        SQLite::Statement st(*db_, "SELECT name, owner FROM chat_groups WHERE tenant = ? AND group_id = ?");
+        auto& st = prepared("SELECT name, owner FROM chat_groups WHERE tenant = ? AND group_id = ?");
+        const Rewind rewind_st{st};
         st.bind(1, tenant);
         st.bind(2, group_id);
         if (st.executeStep()) {
@@ -78,15 +95,17 @@ rules::State StateReader::load_group(const std::string& tenant, const std::strin
         }
     }
     {
-        SQLite::Statement st(*db_, "SELECT count(*) FROM group_members WHERE tenant = ? AND group_id = ? AND present = 1");
+        auto& st = prepared("SELECT count(*) FROM group_members WHERE tenant = ? AND group_id = ? AND present = 1");
+        const Rewind rewind_st{st};
         st.bind(1, tenant);
         st.bind(2, group_id);
         if (st.executeStep()) s.group.member_count = st.getColumn(0).getInt();
     }
-    s.group.tags = tags_of(*db_, "SELECT tag FROM group_tags WHERE tenant = ? AND group_id = ? ORDER BY tag", tenant, group_id);
+    s.group.tags = tags_of(prepared("SELECT tag FROM group_tags WHERE tenant = ? AND group_id = ? ORDER BY tag"), tenant, group_id);
     {
-        SQLite::Statement st(*db_, "SELECT rule_id, platform, app, members, opened_ms, due_ms, origin FROM welcome_batches"
+        auto& st = prepared("SELECT rule_id, platform, app, members, opened_ms, due_ms, origin FROM welcome_batches"
                                    " WHERE tenant = ? AND group_id = ?");
+        const Rewind rewind_st{st};
         st.bind(1, tenant);
         st.bind(2, group_id);
         while (st.executeStep()) {
@@ -104,7 +123,8 @@ rules::State StateReader::load_group(const std::string& tenant, const std::strin
         }
     }
     {
-        SQLite::Statement st(*db_, "SELECT rule_id, member_id, until_ms FROM cooldowns WHERE tenant = ? AND group_id = ? AND until_ms > ?");
+        auto& st = prepared("SELECT rule_id, member_id, until_ms FROM cooldowns WHERE tenant = ? AND group_id = ? AND until_ms > ?");
+        const Rewind rewind_st{st};
         st.bind(1, tenant);
         st.bind(2, group_id);
         st.bind(3, now_ms);
@@ -126,7 +146,8 @@ rules::State StateReader::load(const core::Event& event, const rules::RuleSet& r
     auto s = load_group(event.tenant, event.group_id, rules, now_ms, utc_offset_s);
     if (event.group_id.empty()) {
         // 1:1 events: cooldowns are kept under the empty group id.
-        SQLite::Statement st(*db_, "SELECT rule_id, member_id, until_ms FROM cooldowns WHERE tenant = ? AND group_id = '' AND until_ms > ?");
+        auto& st = prepared("SELECT rule_id, member_id, until_ms FROM cooldowns WHERE tenant = ? AND group_id = '' AND until_ms > ?");
+        const Rewind rewind_st{st};
         st.bind(1, event.tenant);
         st.bind(2, now_ms);
         while (st.executeStep()) {
@@ -145,7 +166,8 @@ rules::State StateReader::load(const core::Event& event, const rules::RuleSet& r
 std::vector<rules::Batch> StateReader::open_batches()
 {
     std::vector<rules::Batch> out;
-    SQLite::Statement st(*db_, "SELECT tenant, group_id, rule_id, due_ms FROM welcome_batches ORDER BY due_ms");
+    auto& st = prepared("SELECT tenant, group_id, rule_id, due_ms FROM welcome_batches ORDER BY due_ms");
+        const Rewind rewind_st{st};
     while (st.executeStep()) {
         rules::Batch b;
         b.tenant = st.getColumn(0).getString();
@@ -160,9 +182,10 @@ std::vector<rules::Batch> StateReader::open_batches()
 std::vector<std::pair<std::int64_t, core::Event>> StateReader::unprocessed(std::int64_t after)
 {
     std::vector<std::pair<std::int64_t, core::Event>> out;
-    SQLite::Statement st(*db_, "SELECT id, event_json FROM inbox WHERE id > ? AND kind IN"
+    auto& st = prepared("SELECT id, event_json FROM inbox WHERE id > ? AND kind IN"
                                " ('member_joined', 'member_left', 'message', 'contact_added', 'contact_half_added')"
                                " AND id NOT IN (SELECT event_id FROM processed WHERE event_id > ?1) ORDER BY id");
+        const Rewind rewind_st{st};
     st.bind(1, after);
     while (st.executeStep()) out.emplace_back(st.getColumn(0).getInt64(), decode_event(st.getColumn(1).getString()));
     return out;
@@ -170,13 +193,15 @@ std::vector<std::pair<std::int64_t, core::Event>> StateReader::unprocessed(std::
 
 std::int64_t StateReader::dispatch_cursor()
 {
-    SQLite::Statement st(*db_, "SELECT value FROM meta WHERE key = 'dispatch_cursor'");
+    auto& st = prepared("SELECT value FROM meta WHERE key = 'dispatch_cursor'");
+        const Rewind rewind_st{st};
     return st.executeStep() ? std::stoll(st.getColumn(0).getString()) : 0;
 }
 
 std::int64_t StateReader::last_event_id()
 {
-    SQLite::Statement st(*db_, "SELECT coalesce(max(id), 0) FROM inbox");
+    auto& st = prepared("SELECT coalesce(max(id), 0) FROM inbox");
+        const Rewind rewind_st{st};
     return st.executeStep() ? st.getColumn(0).getInt64() : 0;
 }
 

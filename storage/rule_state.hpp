@@ -10,10 +10,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace SQLite {
 class Database;
+class Statement;
 }
 
 namespace qunbot::storage {
@@ -47,8 +49,10 @@ public:
 private:
     void fill_member(rules::State& state, const std::string& tenant, const std::string& group_id, const std::string& id,
                      bool activity);
+    SQLite::Statement& prepared(const char* sql);
     std::unique_ptr<SQLite::Database> owned_;
     SQLite::Database* db_;
+    std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> statements_; ///< by literal
 };
 
 /// Writes `decision` (caused by inbox row `event_id`, 0 for timers). Call inside a transaction.
