@@ -201,7 +201,7 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
                 if (app.name.empty()) c.problem(where + "/name", "required");
                 else if (!names.insert(app.name).second) c.problem(where + "/name", "duplicate app name \"" + app.name + "\"");
                 if (app.path.empty() || app.path.front() != '/') c.problem(where + "/path", "required, and must start with '/'");
-                else if (app.path == "/healthz" || app.path == "/metrics") c.problem(where + "/path", "reserved path");
+                else if (app.path == "/healthz" || app.path == "/metrics" || app.path.starts_with("/admin/")) c.problem(where + "/path", "reserved path");
                 else if (!paths.insert(app.path).second) c.problem(where + "/path", "duplicate path \"" + app.path + "\"");
                 if (app.corp_id.empty()) c.problem(where + "/corp_id", "required (the receiveid the callbacks are encrypted for)");
                 const bool from_file = !app.secrets_file.empty();

@@ -149,7 +149,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
 
     // ---- lanes ---------------------------------------------------------------------------
 
-    void enqueue(Job job, bool front = false)
+    void enqueue(Job job)
     {
         const auto key = lane_key(job.tenant, job.group, job.event.subject.empty() ? job.event.actor : job.event.subject);
         std::shared_ptr<Lane> lane;
@@ -159,12 +159,11 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
             auto& slot = lanes[key];
             if (!slot) slot = std::make_shared<Lane>(ioc, key);
             lane = slot;
-            if (job.event_id > 0 && !front) {
+            if (job.event_id > 0) {
                 in_flight.insert(job.event_id);
                 highest_seen = std::max(highest_seen, job.event_id);
             }
-            if (front) lane->queue.push_front(std::move(job));
-            else lane->queue.push_back(std::move(job));
+            lane->queue.push_back(std::move(job));
             queued.add(1);
             if (lane->busy) return;
             lane->busy = true;
@@ -485,7 +484,6 @@ Dispatcher::Dispatcher(net::io_context& ioc, storage::Journal& journal, Registry
         // Never start blind: fall back to the last set that loaded cleanly, kept in the database.
         std::vector<std::pair<std::string, std::string>> last;
         {
-            storage::StateReader probe(impl_->o.database); // ensures the file exists and is readable
             auto db = storage::open_for_reading(impl_->o.database);
             last = storage::load_good_rules(*db);
         }

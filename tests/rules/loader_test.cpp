@@ -218,3 +218,33 @@ TEST_CASE("durations", "[rules][loader]")
     CHECK_FALSE(qunbot::rules::parse_duration("s", ms));
     CHECK_FALSE(qunbot::rules::parse_duration("", ms));
 }
+
+TEST_CASE("value errors: message types, senders, scenes, cooldowns, filters, selections", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+groups:
+  all: { tags: [x] }
+  nothing: {}
+rules:
+  - id: a
+    on: message
+    when: { message_type: imgae, sender: boss }
+    cooldown: { group: soon }
+    do: [ { reply: "{{ group.name | date: \"%H\" }} }}" } ]
+  - id: b
+    on: member_left
+    when: { scene: qr_code }
+    in: [all]
+    do: [ { post: "bye" } ]
+)");
+    INFO(headlines(r));
+    CHECK(has(r, "r.yaml:3:3: error: \"all\" is reserved: `in: all` already means every group"));
+    CHECK(has(r, "r.yaml:4:12: error: group selection \"nothing\" selects nothing: give ids, name_glob, tags or owner"));
+    CHECK(has(r, "r.yaml:8:27: error: `message_type`: unknown type \"imgae\"; did you mean \"image\"?"));
+    CHECK(has(r, "r.yaml:8:42: error: `sender`: \"boss\" is neither staff, customer nor \"tag:<name>\""));
+    CHECK(has(r, "r.yaml:9:24: error: `cooldown`: \"soon\" is not a duration like 30s, 10m, 1h"));
+    CHECK(has(r, "r.yaml:10:37: error: filter \"date\" applies to \"now\" only"));
+    CHECK(has(r, "r.yaml:10:53: error: \"}}\" without a matching \"{{\""));
+    CHECK(has(r, "r.yaml:13:20: error: `scene`: \"qr_code\" is not a quit scene (left, removed)"));
+    CHECK(r.error_count() == 8);
+}
