@@ -45,6 +45,15 @@ std::vector<std::string> str_list(const YAML::Node& n, const char* what)
     return out;
 }
 
+int integer(const YAML::Node& n, const char* what)
+{
+    try {
+        if (n.IsScalar()) return n.as<int>();
+    } catch (const YAML::Exception&) {
+    }
+    throw SpecError(n, std::string(what) + " must be a whole number");
+}
+
 std::int64_t duration_ms(const YAML::Node& n, const char* what)
 {
     std::int64_t ms = 0;
@@ -187,7 +196,7 @@ void set_up(Sandbox& box, const YAML::Node& tc, const Scenario& sc, int& serial)
             only_group = groups.size() == 1 ? id : "";
             const auto name = g["name"].IsDefined() ? str(g["name"], "`name`") : "";
             const auto owner = g["owner"].IsDefined() ? str(g["owner"], "`owner`") : "";
-            const int count = g["member_count"].IsDefined() ? g["member_count"].as<int>() : 0;
+            const int count = g["member_count"].IsDefined() ? integer(g["member_count"], "`member_count`") : 0;
             const auto tags = g["tags"].IsDefined() ? str_list(g["tags"], "`tags`") : std::vector<std::string>{};
             const auto tenant = sc.tenant;
             const auto now = box.now();
@@ -232,7 +241,7 @@ void set_up(Sandbox& box, const YAML::Node& tc, const Scenario& sc, int& serial)
                 if (group.empty()) throw SpecError(m, "`active_days` needs `group:` when the test defines several groups");
                 if (!days.IsSequence()) throw SpecError(days, "`active_days` lists days ago with messages, e.g. [0, 1, 3]");
                 for (const auto& d : days) {
-                    const int ago = d.as<int>();
+                    const int ago = integer(d, "`active_days` entry");
                     if (ago < 0 || ago > 60) throw SpecError(d, "`active_days` entries are 0..60 (days ago)");
                     core::Event e;
                     e.kind = core::EventKind::message;

@@ -131,11 +131,6 @@ struct Context {
     }
 };
 
-std::string describe(const Condition& c)
-{
-    return c.text;
-}
-
 // Evaluates `c` for `member`; on false, `why` (when asked) says which leaf decided it.
 bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::string* why)
 {
@@ -150,12 +145,12 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
         for (const auto& child : c.children) {
             if (holds(child, ctx, member_id, nullptr)) return true;
         }
-        if (why) *why = "none of: " + describe(c);
+        if (why) *why = "none of: " + c.text;
         return false;
     }
     case Condition::Op::not_:
         if (holds(c.children.front(), ctx, member_id, nullptr)) {
-            if (why) *why = "not: " + describe(c.children.front()) + " was true";
+            if (why) *why = "not: " + c.children.front().text + " was true";
             return false;
         }
         return true;
@@ -187,12 +182,12 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
         const std::uint64_t window = c.days >= 64 ? ~0ull : ((1ull << c.days) - 1);
         const int n = member ? std::popcount(member->active_days & window) : 0;
         r = n >= c.at_least;
-        if (!r && why) *why = describe(c) + " (active on " + std::to_string(n) + ")";
+        if (!r && why) *why = c.text + " (active on " + std::to_string(n) + ")";
         return r;
     }
     default: break;
     }
-    if (!r && why) *why = describe(c) + " was false";
+    if (!r && why) *why = c.text + " was false";
     return r;
 }
 
@@ -320,7 +315,7 @@ bool has_tag(const State& state, std::string_view member, std::string_view tag)
 }
 
 // Turns a firing rule into actions and tag changes.
-void emit(const RuleSet&, const Rule& rule, const RenderInput& in, const std::string& key_base,
+void emit(const Rule& rule, const RenderInput& in, const std::string& key_base,
           const std::string& tenant, const std::string& platform, const std::string& app,
           std::int64_t cause, Decision& d, Trace& trace)
 {
@@ -548,7 +543,7 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
             RenderInput in{state, &event, rule, passing.front(),
                            trigger == Trigger::member_joined || trigger == Trigger::member_left ? passing : std::vector<std::string>{}};
             trace.outcome = Trace::Outcome::fired;
-            emit(rules, rule, in, event.tenant + "/" + event.dedup_key + "/" + rule.id, event.tenant, event.platform,
+            emit(rule, in, event.tenant + "/" + event.dedup_key + "/" + rule.id, event.tenant, event.platform,
                  event.app, options.cause_event_id, d, trace);
             if (rule.group_cooldown_ms) d.cooldowns.emplace_back(group_cooldown_key(rule.id, state.group.id), state.now_ms + rule.group_cooldown_ms);
             if (rule.member_cooldown_ms) {
@@ -592,7 +587,7 @@ Decision flush_due(const RuleSet& rules, const State& state)
         }
         RenderInput in{state, nullptr, *rule, b.members.front(), b.members};
         trace.outcome = Trace::Outcome::fired;
-        emit(rules, *rule, in, b.tenant + "/batch/" + b.group_id + "/" + rule->id + "/" + b.origin, b.tenant, b.platform, b.app, 0,
+        emit(*rule, in, b.tenant + "/batch/" + b.group_id + "/" + rule->id + "/" + b.origin, b.tenant, b.platform, b.app, 0,
              d, trace);
         trace.detail = std::to_string(b.members.size()) + " member(s) welcomed together";
         d.trace.push_back(std::move(trace));

@@ -64,15 +64,7 @@ struct Server {
 
     explicit Server(const std::string& extra = "", const std::string& corp = test::vector_corp)
     {
-        const auto path = test::write_test_config(dir, test::vector_token, test::vector_key, corp, extra);
-        auto config = bot::load_config(path);
-        REQUIRE(config.ok());
-        REQUIRE(bot::resolve_secrets(*config).ok());
-        db_path = config->database;
-        auto s = bot::Service::create(*config);
-        REQUIRE(s.ok());
-        service = std::move(*s);
-        service->start(false);
+        service = test::start_service(test::write_test_config(dir, test::vector_token, test::vector_key, corp, extra), db_path);
     }
     ~Server()
     {

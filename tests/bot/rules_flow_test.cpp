@@ -69,15 +69,8 @@ struct Bot {
         std::filesystem::create_directories(dir.path() / "rules");
         const auto extra = "\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":" + (watch ? "true" : "false") +
                            ",\"reload_debounce_ms\":50" + notify + "},";
-        const auto path = test::write_test_config(dir, test::vector_token, test::vector_key, test::vector_corp, extra);
-        auto config = bot::load_config(path);
-        REQUIRE(config.ok());
-        REQUIRE(bot::resolve_secrets(*config).ok());
-        db_path = config->database;
-        auto s = bot::Service::create(*config);
-        REQUIRE(s.ok());
-        service = std::move(*s);
-        service->start(false);
+        service = test::start_service(
+            test::write_test_config(dir, test::vector_token, test::vector_key, test::vector_corp, extra), db_path);
         auto c = wecom::CallbackCrypto::create(core::Secret(test::vector_token), core::Secret(test::vector_key), test::vector_corp);
         REQUIRE(c.ok());
         crypto = std::make_unique<wecom::CallbackCrypto>(std::move(*c));

@@ -1,5 +1,8 @@
 #include "support/support.hpp"
 
+#include "bot/config.hpp"
+#include "bot/service.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cerrno>
@@ -70,6 +73,19 @@ std::string write_test_config(const TempDir& dir, const std::string& token, cons
                          "\"apps\":[{\"name\":\"t\",\"path\":\"/cb\",\"corp_id\":\"" + corp + "\",\"secrets_file\":\"" +
                          secrets + "\"}]}");
     return path;
+}
+
+std::unique_ptr<bot::Service> start_service(const std::string& config_path, std::string& db_path)
+{
+    auto config = bot::load_config(config_path);
+    REQUIRE(config.ok());
+    REQUIRE(bot::resolve_secrets(*config).ok());
+    db_path = config->database;
+    auto s = bot::Service::create(*config);
+    REQUIRE(s.ok());
+    auto service = std::move(*s);
+    service->start(false);
+    return service;
 }
 
 namespace {

@@ -5,10 +5,15 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <sys/types.h>
 #include <vector>
+
+namespace qunbot::bot {
+class Service;
+}
 
 namespace qunbot::test {
 
@@ -39,6 +44,10 @@ inline constexpr const char* vector_corp = "wx5823bf96d3bd56c7";
 std::string write_test_config(const TempDir& dir, const std::string& token = vector_token,
                               const std::string& key = vector_key, const std::string& corp = vector_corp,
                               const std::string& extra = "");
+
+/// Loads `config_path`, resolves its secrets, creates the in-process service and starts its
+/// threads (without signal handling). Sets `db_path` to the configured database.
+std::unique_ptr<bot::Service> start_service(const std::string& config_path, std::string& db_path);
 
 /// A child process with its stdout and stderr captured.
 class Child {
