@@ -110,7 +110,33 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
         c.problem("", "the configuration must be a JSON object");
         return core::make_error("config_invalid", c.report());
     }
-    c.only_keys(root, "", {"listen", "threads", "database", "log_level", "http", "journal", "shutdown_grace_ms", "rules", "apps"});
+    c.only_keys(root, "", {"listen", "threads", "database", "log_level", "http", "journal", "shutdown_grace_ms", "rules", "delivery",
+                          "apps"});
+    if (auto it = root.find("delivery"); it != root.end()) {
+        if (!it->is_object()) c.problem("/delivery", "expected an object");
+        else {
+            auto& d = cfg.delivery;
+            c.only_keys(*it, "/delivery", {"concurrency", "max_attempts", "retry_base_ms", "poll_ms", "mass_send_daily_quota",
+                                           "message_per_member_minute", "message_per_member_hour", "webhook_per_minute",
+                                           "api_per_minute", "duplicate_check_s", "connect_timeout_ms", "request_timeout_ms",
+                                           "frequency_pause_ms", "directory_sync"});
+            c.get_positive(*it, "/delivery", "concurrency", d.concurrency);
+            c.get_positive(*it, "/delivery", "max_attempts", d.max_attempts);
+            c.get_positive(*it, "/delivery", "retry_base_ms", d.retry_base_ms);
+            c.get_positive(*it, "/delivery", "poll_ms", d.poll_ms);
+            c.get(*it, "/delivery", "mass_send_daily_quota", d.mass_send_daily_quota);
+            c.get_positive(*it, "/delivery", "message_per_member_minute", d.message_per_member_minute);
+            c.get_positive(*it, "/delivery", "message_per_member_hour", d.message_per_member_hour);
+            c.get_positive(*it, "/delivery", "webhook_per_minute", d.webhook_per_minute);
+            c.get_positive(*it, "/delivery", "api_per_minute", d.api_per_minute);
+            c.get(*it, "/delivery", "duplicate_check_s", d.duplicate_check_s);
+            if (d.duplicate_check_s > 4 * 3600) c.problem("/delivery/duplicate_check_s", "WeCom allows at most 14400 (4 h)");
+            c.get_positive(*it, "/delivery", "connect_timeout_ms", d.connect_timeout_ms);
+            c.get_positive(*it, "/delivery", "request_timeout_ms", d.request_timeout_ms);
+            c.get_positive(*it, "/delivery", "frequency_pause_ms", d.frequency_pause_ms);
+            c.get(*it, "/delivery", "directory_sync", d.directory_sync);
+        }
+    }
     if (auto it = root.find("listen"); it != root.end()) {
         if (!it->is_object()) c.problem("/listen", "expected an object");
         else {
@@ -189,7 +215,8 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
                     c.problem(where, "expected an object");
                     continue;
                 }
-                c.only_keys(a, where, {"name", "path", "corp_id", "secrets_file", "token_env", "aes_key_env", "generate_secrets"});
+                c.only_keys(a, where, {"name", "path", "corp_id", "secrets_file", "token_env", "aes_key_env", "generate_secrets",
+                                       "api_base_url", "api_ca_file", "agent_id", "corp_secret_env"});
                 AppConfig app;
                 c.get(a, where, "name", app.name);
                 c.get(a, where, "path", app.path);
@@ -198,6 +225,11 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
                 c.get(a, where, "token_env", app.token_env);
                 c.get(a, where, "aes_key_env", app.aes_key_env);
                 c.get(a, where, "generate_secrets", app.generate_secrets);
+                c.get(a, where, "api_base_url", app.api_base_url);
+                c.get(a, where, "api_ca_file", app.api_ca_file);
+                c.get(a, where, "agent_id", app.agent_id);
+                c.get(a, where, "corp_secret_env", app.corp_secret_env);
+                if (!app.api_base_url.starts_with("https://")) c.problem(where + "/api_base_url", "must be an https:// URL");
                 if (app.name.empty()) c.problem(where + "/name", "required");
                 else if (!names.insert(app.name).second) c.problem(where + "/name", "duplicate app name \"" + app.name + "\"");
                 if (app.path.empty() || app.path.front() != '/') c.problem(where + "/path", "required, and must start with '/'");
@@ -268,6 +300,19 @@ core::Status resolve_secrets(Config& config)
             }
             token = j["token"].get<std::string>();
             key = j["encoding_aes_key"].get<std::string>();
+            if (auto cs = j.find("corp_secret"); cs != j.end()) {
+                if (cs->is_string()) app.corp_secret = core::Secret(cs->get<std::string>());
+                else problems += "app \"" + app.name + "\": \"corp_secret\" in " + app.secrets_file + " must be a string\n";
+            }
+            if (auto rb = j.find("robots"); rb != j.end()) {
+                if (!rb->is_object()) problems += "app \"" + app.name + "\": \"robots\" in " + app.secrets_file + " must map chat ids to webhook keys\n";
+                else {
+                    for (const auto& [chat, k] : rb->items()) {
+                        if (k.is_string()) app.robots[chat] = core::Secret(k.get<std::string>());
+                        else problems += "app \"" + app.name + "\": robot key for " + chat + " must be a string\n";
+                    }
+                }
+            }
         } else {
             const char* t = std::getenv(app.token_env.c_str());
             const char* k = std::getenv(app.aes_key_env.c_str());
@@ -276,6 +321,11 @@ core::Status resolve_secrets(Config& config)
             if (t == nullptr || k == nullptr || *t == '\0' || *k == '\0') continue;
             token = t;
             key = k;
+        }
+        if (!app.corp_secret_env.empty()) {
+            const char* cs = std::getenv(app.corp_secret_env.c_str());
+            if (cs == nullptr || *cs == '\0') problems += "app \"" + app.name + "\": environment variable " + app.corp_secret_env + " is not set\n";
+            else app.corp_secret = core::Secret(cs);
         }
         app.token = core::Secret(std::move(token));
         app.encoding_aes_key = core::Secret(std::move(key));

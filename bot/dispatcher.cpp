@@ -275,6 +275,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
                         return;
                     }
                     self->actions.inc(decision->actions.size());
+                    if (!decision->actions.empty() && self->o.on_actions) self->o.on_actions();
                     self->finish(job, lane, decision->batch_upserts);
                 });
             });
@@ -407,8 +408,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
         journal.submit([d = std::move(d), tenant = notify_tenant, now](SQLite::Database& db) {
                            storage::apply_decision(db, d, tenant, 0, now, "");
                        },
-                       [](std::string error) {
+                       [self = shared_from_this()](std::string error) {
                            if (!error.empty()) spdlog::error("rules: could not queue the reload failure notice: {}", error);
+                           else if (self->o.on_actions) self->o.on_actions();
                        });
     }
 

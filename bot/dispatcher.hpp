@@ -33,6 +33,7 @@ public:
         RulesConfig rules;
         std::vector<AppConfig> apps;          ///< to address the notify target
         std::function<std::int64_t()> now_ms; ///< wall clock; injectable for tests
+        std::function<void()> on_actions;     ///< called after a commit that added outbox rows
     };
 
     /// Loads the rules (or the last good set stored in the database when the directory is

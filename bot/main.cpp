@@ -11,7 +11,10 @@
 #include "storage/rule_state.hpp"
 
 #include <CLI/CLI.hpp>
+#include "storage/outbox.hpp"
+
 #include <SQLiteCpp/Database.h>
+#include <set>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -324,6 +327,65 @@ int run_tags(const std::string& verb, TagArgs args)
     return 0;
 }
 
+struct OutboxArgs {
+    std::string config;
+    std::string database;
+    std::string status;
+    std::size_t limit = 50;
+    std::int64_t id = 0;
+};
+
+std::string local_time(std::int64_t ms)
+{
+    if (ms <= 0) return "-";
+    const std::time_t when = ms / 1000;
+    std::tm tm{};
+    localtime_r(&when, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+int run_outbox(const std::string& verb, OutboxArgs args)
+{
+    if (args.database.empty()) {
+        auto config = bot::load_config(args.config);
+        if (!config) return fail(config.error().message);
+        args.database = config->database;
+    }
+    static const std::set<std::string> statuses{"", "pending", "in_flight", "done", "failed", "dead", "check", "skipped", "dropped"};
+    if (!statuses.contains(args.status)) return fail("--status: expected pending, in_flight, done, failed, dead, check, skipped or dropped");
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::unique_ptr<SQLite::Database> db;
+    try {
+        db = verb.empty() ? storage::open_for_reading(args.database) : storage::open_for_writing(args.database, storage::Durability::full);
+    } catch (const std::exception& e) {
+        return fail("cannot open " + args.database + ": " + e.what());
+    }
+    if (verb.empty()) {
+        for (const auto& [status, n] : storage::outbox_counts(*db)) std::cout << "# " << status << ": " << n << "\n";
+        for (const auto& r : storage::list_outbox(*db, args.status, args.limit)) {
+            const auto& a = r.action;
+            std::cout << r.id << "  " << r.status << "  " << core::to_string(a.kind) << "  " << (a.group_id.empty() ? "-" : a.group_id)
+                      << "  " << (a.target.empty() ? "-" : a.target) << "  rule=" << a.rule_id << "  attempts=" << r.attempts
+                      << "  updated " << local_time(r.updated_ms) << "\n";
+            if (!r.result.empty()) std::cout << "    result: " << r.result << "\n";
+            if (!r.last_error.empty()) std::cout << "    last error: " << r.last_error << "\n";
+            if ((r.status == "failed" || r.status == "pending") && r.next_try_ms > now) std::cout << "    next try: " << local_time(r.next_try_ms) << "\n";
+        }
+        return 0;
+    }
+    const bool ok = verb == "retry" ? storage::retry_outbox(*db, args.id, now) : storage::drop_outbox(*db, args.id, now);
+    if (!ok) {
+        auto row = storage::get_outbox(*db, args.id);
+        if (!row) return fail("no outbox row " + std::to_string(args.id));
+        return fail("outbox row " + std::to_string(args.id) + " is " + row->status +
+                    (verb == "retry" ? ": only failed, dead, check and skipped rows can be retried" : ": done and dropped rows cannot be dropped"));
+    }
+    std::cout << (verb == "retry" ? "queued again: " : "dropped: ") << args.id << "\n";
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -396,6 +458,21 @@ int main(int argc, char** argv)
         c->callback([&tag_verb, verb] { tag_verb = verb; });
     }
 
+    OutboxArgs outbox_args;
+    std::string outbox_verb;
+    auto* outbox_cmd = cli.add_subcommand("outbox", "List the outbox; retry or drop an action");
+    outbox_cmd->require_subcommand(0, 1);
+    outbox_cmd->add_option("--config", outbox_args.config, "Configuration (database path)");
+    outbox_cmd->add_option("--db", outbox_args.database, "SQLite database path");
+    outbox_cmd->add_option("--status", outbox_args.status, "Only rows in this state (pending, failed, dead, check, ...)");
+    outbox_cmd->add_option("--limit", outbox_args.limit, "At most this many rows");
+    for (const char* verb : {"retry", "drop"}) {
+        auto* c = outbox_cmd->add_subcommand(verb, std::string(verb) == "retry" ? "Queue a failed, dead, check or skipped action again"
+                                                                              : "Give up an action that is not done");
+        c->add_option("id", outbox_args.id, "Outbox row id")->required();
+        c->callback([&outbox_verb, verb] { outbox_verb = verb; });
+    }
+
     CLI11_PARSE(cli, argc, argv);
     try {
         if (*serve_cmd) return run_serve(serve);
@@ -405,6 +482,7 @@ int main(int argc, char** argv)
         if (*test_cmd) return run_rules_test(rules_dir, rules_config);
         if (*explain_cmd) return run_rules_explain(rules_dir, explain_event, rules_config);
         if (*tags_cmd) return run_tags(tag_verb, tag_args);
+        if (*outbox_cmd) return run_outbox(outbox_verb, outbox_args);
     } catch (const std::exception& e) {
         // The one task boundary of the command-line tools.
         return fail(std::string("unexpected error: ") + e.what(), 70);

@@ -1,6 +1,7 @@
 #include "bot/service.hpp"
 
 #include "bot/callback_route.hpp"
+#include "bot/delivery.hpp"
 #include "bot/dispatcher.hpp"
 #include "bot/http_server.hpp"
 #include "bot/metrics.hpp"
@@ -27,6 +28,7 @@ struct Service::Parts {
     net::io_context ioc;
     Registry metrics;
     std::unique_ptr<storage::Journal> journal;
+    std::unique_ptr<Delivery> delivery;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<Routes> routes;
     std::unique_ptr<HttpServer> server;
@@ -54,9 +56,12 @@ struct Service::Parts {
         server->drain([this] {
             spdlog::info("shutdown: all connections finished; letting the rule lanes finish");
             dispatcher->drain([this] {
-                net::post(control, [this] {
-                    grace.cancel();
-                    spdlog::info("shutdown: rule lanes idle");
+                spdlog::info("shutdown: rule lanes idle; recording the calls in flight");
+                delivery->drain([this] {
+                    net::post(control, [this] {
+                        grace.cancel();
+                        spdlog::info("shutdown: delivery idle");
+                    });
                 });
             });
         });
@@ -100,12 +105,24 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
         return core::make_error("journal_open", "cannot open database " + p->config.database + ": " + e.what());
     }
     try {
+        Delivery::Options o;
+        o.database = p->config.database;
+        o.config = p->config.delivery;
+        o.apps = p->config.apps;
+        o.utc_offset_s = p->config.rules.utc_offset_minutes * 60;
+        p->delivery = std::make_unique<Delivery>(p->ioc, *p->journal, p->metrics, std::move(o));
+    } catch (const std::exception& e) {
+        return core::make_error("delivery_start", std::string("cannot start delivery: ") + e.what());
+    }
+    try {
         Dispatcher::Options d;
+        d.on_actions = [del = p->delivery.get()] { del->wake(); };
         d.database = p->config.database;
         d.rules = p->config.rules;
         d.apps = p->config.apps;
         p->dispatcher = std::make_unique<Dispatcher>(p->ioc, *p->journal, p->metrics, std::move(d));
         p->dispatcher->start();
+        p->delivery->start();
     } catch (const std::exception& e) {
         return core::make_error("dispatcher_start", std::string("cannot start the rule dispatcher: ") + e.what());
     }
@@ -169,6 +186,7 @@ std::size_t Service::wait()
     // Commits whatever the journal still holds (events of abandoned requests are kept: WeCom's
     // retry of them will be recognised as a duplicate).
     p->dispatcher.reset(); // unhooks from the journal before it closes
+    p->delivery.reset();
     p->journal->close();
     return p->abandoned.load();
 }

@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 2> migrations{
+constexpr std::array<std::string_view, 3> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -161,6 +161,59 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+)sql",
+    // 3: delivery. The outbox rows get their life cycle (attempts, next try, last error, what was
+    // done); mass-send quotas, corp tag ids and staff–customer relations are kept for the WeCom
+    // adapter; app_chats lists the internal groups this bot created (it may post to and remove
+    // members from those).
+    R"sql(
+ALTER TABLE outbox ADD COLUMN attempts    INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN next_try_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_error  TEXT    NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN result      TEXT    NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN rate_keys   TEXT    NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN updated_ms  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE chat_groups ADD COLUMN admins TEXT NOT NULL DEFAULT '';
+CREATE INDEX outbox_due ON outbox (next_try_ms, id) WHERE status IN ('pending', 'failed');
+CREATE INDEX outbox_by_status ON outbox (status, id);
+CREATE TABLE mass_send_quota (
+    tenant   TEXT    NOT NULL,
+    app      TEXT    NOT NULL,
+    group_id TEXT    NOT NULL,
+    day      INTEGER NOT NULL,
+    used     INTEGER NOT NULL,
+    PRIMARY KEY (tenant, app, group_id, day)
+) WITHOUT ROWID;
+CREATE TABLE mass_tasks (
+    msgid      TEXT    PRIMARY KEY,
+    tenant     TEXT    NOT NULL,
+    app        TEXT    NOT NULL,
+    sender     TEXT    NOT NULL,
+    groups     TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE corp_tags (
+    tenant TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    tag_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+CREATE TABLE contacts (
+    tenant   TEXT    NOT NULL,
+    customer TEXT    NOT NULL,
+    staff    TEXT    NOT NULL,
+    since    INTEGER NOT NULL,
+    PRIMARY KEY (tenant, customer, staff)
+) WITHOUT ROWID;
+CREATE TABLE app_chats (
+    tenant     TEXT    NOT NULL,
+    chat_id    TEXT    NOT NULL,
+    app        TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    owner      TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, chat_id)
+) WITHOUT ROWID;
 )sql",
 };
 

@@ -104,6 +104,8 @@ public:
                              " joined_at = ?4, join_scene = ?5, left_at = NULL, quit_scene = NULL, present = 1"),
           member_day_(*db_, "INSERT INTO member_hours (tenant, group_id, member_id, hour) VALUES (?,?,?,?)"
                             " ON CONFLICT DO NOTHING"),
+          add_contact_(*db_, "INSERT INTO contacts (tenant, customer, staff, since) VALUES (?,?,?,?) ON CONFLICT DO NOTHING"),
+          drop_contact_(*db_, "DELETE FROM contacts WHERE tenant = ? AND customer = ? AND staff = ?"),
           leave_member_(*db_, "INSERT INTO group_members (tenant, group_id, member_id, left_at, quit_scene, present)"
                               " VALUES (?1, ?2, ?3, ?4, ?5, 0) ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET"
                               " left_at = ?4, quit_scene = ?5, present = 0")
@@ -182,6 +184,12 @@ private:
         case EventKind::contact_transfer_failed:
         case EventKind::contact_archive_agreed:
             activity_row(id, e, e.subject, "staff=" + e.actor + (e.state.empty() ? "" : " state=" + e.state));
+            // Who a customer is a contact of: mark_tag must go through such a staff member.
+            if (e.kind == EventKind::contact_added && !e.actor.empty() && !e.subject.empty()) {
+                run(add_contact_, e.tenant, e.subject, e.actor, e.time);
+            } else if ((e.kind == EventKind::contact_deleted || e.kind == EventKind::contact_unfollowed) && !e.subject.empty()) {
+                run(drop_contact_, e.tenant, e.subject, e.actor);
+            }
             return;
         case EventKind::message:
             activity_row(id, e, e.actor, e.message_type);
@@ -217,6 +225,8 @@ private:
     SQLite::Statement upsert_group_;
     SQLite::Statement join_member_;
     SQLite::Statement member_day_;
+    SQLite::Statement add_contact_;
+    SQLite::Statement drop_contact_;
     SQLite::Statement leave_member_;
 };
 

@@ -6,12 +6,14 @@
 
 namespace qunbot::core {
 namespace {
-constexpr std::array<std::pair<ActionKind, std::string_view>, 5> names{{
+constexpr std::array<std::pair<ActionKind, std::string_view>, 7> names{{
     {ActionKind::post, "post"},
     {ActionKind::reply, "reply"},
     {ActionKind::send_welcome, "send_welcome"},
     {ActionKind::assign_tag, "assign_tag"},
     {ActionKind::remove_tag, "remove_tag"},
+    {ActionKind::remove_member, "remove_member"},
+    {ActionKind::recall, "recall"},
 }};
 } // namespace
 
@@ -43,6 +45,27 @@ std::string Action::to_json() const
     if (!welcome_code.empty()) j["welcome_code"] = welcome_code;
     if (not_after_ms) j["not_after_ms"] = not_after_ms;
     return j.dump();
+}
+
+bool Action::from_json(std::string_view text_json)
+{
+    const auto j = nlohmann::json::parse(text_json, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("kind") || !j["kind"].is_string()) return false;
+    if (!action_kind_from_string(j["kind"].get<std::string>(), kind)) return false;
+    try {
+        idempotency_key = j.value("key", std::string());
+        rule_id = j.value("rule", std::string());
+        group_id = j.value("group", std::string());
+        target = j.value("target", std::string());
+        staff = j.value("staff", std::string());
+        text = j.value("text", std::string());
+        mentions = j.value("mentions", std::vector<std::string>{});
+        welcome_code = j.value("welcome_code", std::string());
+        not_after_ms = j.value("not_after_ms", std::int64_t{0});
+    } catch (const nlohmann::json::exception&) {
+        return false; // a field of the wrong type
+    }
+    return true;
 }
 
 } // namespace qunbot::core

@@ -16,6 +16,8 @@ enum class ActionKind : std::uint8_t {
     send_welcome, ///< WeCom 1:1 welcome via send_welcome_msg (one-shot welcome code, 20 s)
     assign_tag,   ///< tag a member (mirrored to the platform, e.g. WeCom mark_tag)
     remove_tag,   ///< untag a member
+    remove_member,///< take a member out of the group (degraded to an owner notice where no API exists)
+    recall,       ///< recall a message (`target` is the message id; degraded likewise)
 };
 
 [[nodiscard]] std::string_view to_string(ActionKind kind) noexcept;
@@ -42,6 +44,9 @@ struct Action {
 
     /// One-line JSON (stored in the outbox, printed by `rules test` / `explain`).
     [[nodiscard]] std::string to_json() const;
+    /// Fills the fields `to_json` wrote (kind, key, rule, group, target, staff, text, mentions,
+    /// welcome code, deadline); false if `json` is not such an object.
+    [[nodiscard]] bool from_json(std::string_view json);
 };
 
 } // namespace qunbot::core

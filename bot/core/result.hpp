@@ -17,12 +17,12 @@ struct Error {
     std::string message;
 };
 
-/// Holds either a `T` or an `Error`.
-template <class T>
+/// Holds either a `T` or an error (`Error` unless a module has a richer error type).
+template <class T, class E = Error>
 class Result {
 public:
     Result(T value) : v_(std::move(value)) {}
-    Result(Error error) : v_(std::move(error)) {}
+    Result(E error) : v_(std::move(error)) {}
 
     [[nodiscard]] bool ok() const noexcept { return v_.index() == 0; }
     explicit operator bool() const noexcept { return ok(); }
@@ -35,10 +35,10 @@ public:
     T& operator*() & { return value(); }
     const T& operator*() const& { return value(); }
 
-    const Error& error() const { assert(!ok()); return std::get<1>(v_); }
+    const E& error() const { assert(!ok()); return std::get<1>(v_); }
 
 private:
-    std::variant<T, Error> v_;
+    std::variant<T, E> v_;
 };
 
 /// Result of an operation with no value.
