@@ -168,11 +168,12 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         waker.cancel();
     }
 
-    // A write through the journal's single writer, awaited.
+    // A write through the journal's single writer, awaited. Not a coroutine itself: the
+    // initiation object must not be a temporary inside a co_await expression (g++ 12).
     awaitable<std::string> commit(storage::WriteWork work)
     {
         auto self = shared_from_this();
-        co_return co_await net::async_initiate<decltype(net::use_awaitable), void(std::string)>(
+        return net::async_initiate<decltype(net::use_awaitable), void(std::string)>(
             [self, work = std::move(work)](auto handler) mutable {
                 auto h = std::make_shared<decltype(handler)>(std::move(handler));
                 self->journal.submit(std::move(work), [self, h](std::string error) {
@@ -229,9 +230,11 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             }
         }
         if (!marks.empty()) {
-            auto err = co_await commit([marks, now](SQLite::Database& db) {
+            // A named work, not a temporary: g++ 12 destroys temporaries of a co_await expression twice.
+            storage::WriteWork work = [marks, now](SQLite::Database& db) {
                 for (const auto& [id, status, error] : marks) storage::mark_outbox(db, id, status, now, 0, error, "");
-            });
+            };
+            auto err = co_await commit(std::move(work));
             if (!err.empty()) spdlog::error("delivery: could not settle in-flight actions: {}", err);
         }
         // Calls of the last hour count against the limits, so a restart cannot double the rate.
@@ -397,11 +400,13 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             jobs.push_back(std::move(job));
         }
         deferred.inc(defers.size());
-        auto err = co_await commit([claims, defers, finals, now](SQLite::Database& db) {
+        // A named work, not a temporary: g++ 12 destroys temporaries of a co_await expression twice.
+        storage::WriteWork work = [claims, defers, finals, now](SQLite::Database& db) {
             for (const auto& [id, keys] : claims) storage::mark_in_flight(db, id, now, keys);
             for (const auto& [id, at] : defers) storage::defer_outbox(db, id, at);
             for (const auto& [id, status, error] : finals) storage::mark_outbox(db, id, status, now, 0, error, "");
-        });
+        };
+        auto err = co_await commit(std::move(work));
         if (!err.empty()) {
             spdlog::error("delivery: could not claim actions: {}", err);
             for (auto& j : jobs) {
@@ -539,7 +544,8 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         const auto day = job.day;
         const auto app_name = job.app->config.name;
         for (;;) {
-            auto err = co_await commit([writes, mass, day, app_name, now](SQLite::Database& db) {
+            // A named work, not a temporary: g++ 12 destroys temporaries of a co_await expression twice.
+            storage::WriteWork work = [writes, mass, day, app_name, now](SQLite::Database& db) {
                 std::set<std::string> tasks;
                 for (const auto& w : writes) {
                     const auto& a = w.row.action;
@@ -561,7 +567,8 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
                         storage::add_mass_send(db, std::get<0>(t), app_name, msgid, std::get<1>(t), std::get<2>(t), day, now);
                     }
                 }
-            });
+            };
+            auto err = co_await commit(std::move(work));
             if (err.empty()) break;
             // The call happened; its record must not be lost. Keep trying (the writer recovers
             // from transient failures; a persistent one is logged every time).
@@ -620,9 +627,11 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         const auto name = g.value("name", std::string());
         const auto owner = g.value("owner", std::string());
         app.last_sync[group_id] = started;
-        auto err = co_await commit([tenant, app_name = app.config.name, group_id, name, owner, admins, members, started](SQLite::Database& db) {
+        // A named work, not a temporary: g++ 12 destroys temporaries of a co_await expression twice.
+        storage::WriteWork work = [tenant, app_name = app.config.name, group_id, name, owner, admins, members, started](SQLite::Database& db) {
             storage::sync_group(db, tenant, app_name, group_id, name, owner, admins, members, started);
-        });
+        };
+        auto err = co_await commit(std::move(work));
         if (!err.empty()) spdlog::error("directory: could not record group {}: {}", group_id, err);
         metrics.counter("qunbot_directory_syncs_total", "Groups synced from groupchat/get").inc();
         co_return owner;

@@ -130,7 +130,8 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
     case K::post:
     case K::reply: {
         if (c.kind == GroupKind::app_chat) {
-            auto res = co_await appchat_send(api, a.group_id, text_message(a.text));
+            Json msg = text_message(a.text);
+            auto res = co_await appchat_send(api, a.group_id, std::move(msg));
             if (!res) co_return fail(res.error());
             co_return done("appchat/send to " + a.group_id);
         }
@@ -160,7 +161,8 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
             co_return done("1:1 mass-send task " + res->value("msgid", std::string()) + " for " + c.staff + " to confirm");
         }
         std::vector<std::string> to{a.target};
-        auto res = co_await message_send(api, std::move(to), text_message(a.text), c.duplicate_check_s);
+        Json msg = text_message(a.text);
+        auto res = co_await message_send(api, std::move(to), std::move(msg), c.duplicate_check_s);
         if (!res) co_return fail(res.error());
         if (const auto invalid = res->value("invaliduser", std::string()); !invalid.empty()) {
             Outcome o;
@@ -201,9 +203,9 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
             co_return o;
         }
         std::vector<std::string> ids{tag_id};
-        std::vector<std::string> none;
-        auto res = add ? co_await mark_tag(api, c.staff, a.target, std::move(ids), std::move(none))
-                       : co_await mark_tag(api, c.staff, a.target, std::move(none), std::move(ids));
+        std::vector<std::string> add_ids = add ? ids : std::vector<std::string>{};
+        std::vector<std::string> remove_ids = add ? std::vector<std::string>{} : ids;
+        auto res = co_await mark_tag(api, c.staff, a.target, std::move(add_ids), std::move(remove_ids));
         if (!res) {
             auto f = fail(res.error());
             f.learned_tag_id = o.learned_tag_id;
@@ -216,7 +218,8 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
     case K::recall: {
         if (a.kind == K::remove_member && c.kind == GroupKind::app_chat) {
             std::vector<std::string> gone{a.target};
-            auto res = co_await appchat_update(api, a.group_id, {}, std::move(gone));
+            std::vector<std::string> added;
+            auto res = co_await appchat_update(api, a.group_id, std::move(added), std::move(gone));
             if (!res) co_return fail(res.error());
             co_return done("appchat/update removed " + a.target + " from " + a.group_id);
         }
@@ -231,7 +234,8 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
             o.error = owner_unknown();
             co_return o;
         }
-        auto res = co_await message_send(api, to, owner_card(a, c), c.duplicate_check_s);
+        Json card = owner_card(a, c);
+        auto res = co_await message_send(api, to, std::move(card), c.duplicate_check_s);
         if (!res) co_return fail(res.error());
         std::string who;
         for (const auto& t : to) who += (who.empty() ? "" : ",") + t;

@@ -60,6 +60,12 @@ void FakeWeCom::set_token_lifetime(int seconds)
     token_lifetime_s_ = seconds;
 }
 
+void FakeWeCom::set_latency(std::chrono::milliseconds latency)
+{
+    std::lock_guard lock(mutex_);
+    latency_ = latency;
+}
+
 void FakeWeCom::revoke_tokens()
 {
     std::lock_guard lock(mutex_);
@@ -191,12 +197,13 @@ FakeReply FakeWeCom::handle(const FakeRequest& req)
         }
     }
     FakeReply reply = dispatch(api, body, req, now);
+    reply.delay = latency_;
     --in_flight_;
     if (fault) {
         // The server acted; the client will not learn it in time (or at all).
         if (fault->errcode != 0) reply = err(fault->errcode, "scripted fault after acting");
         if (fault->http_status != 0) reply = FakeReply{fault->http_status, "<html>error</html>", "text/html"};
-        reply.delay = fault->delay;
+        reply.delay = std::max(reply.delay, fault->delay);
         reply.drop = fault->drop;
     }
     return reply;

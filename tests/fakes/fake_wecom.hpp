@@ -68,6 +68,8 @@ public:
     void set_token_lifetime(int seconds);
     /// Revokes every issued token early (WeCom may do so): calls with them get 40014.
     void revoke_tokens();
+    /// Every answer is this late (a slow link), besides scripted delays.
+    void set_latency(std::chrono::milliseconds latency);
     /// Queues `count` faults for `api` ("gettoken", "message/send", "webhook/send", ...).
     void fail(const std::string& api, Fault fault, int count = 1);
 
@@ -101,6 +103,7 @@ private:
     std::string secret_;
     std::function<std::int64_t()> now_ms_;
     int token_lifetime_s_ = 7200;
+    std::chrono::milliseconds latency_{0};
     std::map<std::string, std::int64_t> tokens_; ///< token → expiry (ms)
     std::set<std::string> revoked_;
     std::string current_token_;

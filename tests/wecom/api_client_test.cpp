@@ -207,7 +207,7 @@ TEST_CASE("a wrong corp secret is a credentials error, fetched once for all wait
     CHECK(w.fake.calls("gettoken") == 1);
 }
 
-TEST_CASE("-1 is retried with back-off at most 3 times", "[wecom][api]")
+TEST_CASE("errcode -1 is retried with back-off at most 3 times", "[wecom][api]")
 {
     World w;
     w.fake.fail("message/send", fakes::Fault{.errcode = -1}, 3);

@@ -1,0 +1,301 @@
+// The delivery worker end to end: the real service (or the real process) drains its outbox
+// against the fake WeCom server over TLS.
+#include "bot/metrics.hpp"
+#include "bot/service.hpp"
+#include "fakes/fake_wecom.hpp"
+#include "storage/database.hpp"
+#include "storage/outbox.hpp"
+#include "support/support.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Transaction.h>
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <functional>
+#include <map>
+#include <set>
+#include <thread>
+
+using namespace qunbot;
+using namespace std::chrono_literals;
+
+namespace {
+
+const fakes::TestPki& pki()
+{
+    static const auto p = fakes::make_test_pki({"localhost", "127.0.0.1"});
+    return p;
+}
+
+constexpr const char* corp = "wwdeliverycorp01";
+constexpr const char* secret = "corp-secret-for-tests";
+
+// A configuration whose app talks to `fake` (trusting the test CA), with fast retries.
+std::string write_api_config(const test::TempDir& dir, const fakes::FakeWeCom& fake, const std::string& robots = "{}",
+                             const std::string& delivery_extra = "")
+{
+    fakes::write_pem(dir.file("ca.pem"), pki().ca_pem);
+    test::write_file(dir.file("t.secrets.json"), std::string("{\"token\":\"") + test::vector_token + "\",\"encoding_aes_key\":\"" +
+                                                     test::vector_key + "\",\"corp_secret\":\"" + secret + "\",\"robots\":" + robots + "}");
+    std::filesystem::create_directories(dir.path() / "rules");
+    const auto path = dir.file("qunbot.json");
+    test::write_file(path, "{\"listen\":{\"address\":\"127.0.0.1\",\"port\":0},\"threads\":2,\"database\":\"" + dir.file("q.db") +
+                               "\",\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},"
+                               "\"delivery\":{\"retry_base_ms\":20,\"poll_ms\":50,\"frequency_pause_ms\":200,\"request_timeout_ms\":400" +
+                               delivery_extra + "},"
+                               "\"apps\":[{\"name\":\"t\",\"path\":\"/cb\",\"corp_id\":\"" + corp + "\",\"secrets_file\":\"" +
+                               dir.file("t.secrets.json") + "\",\"api_base_url\":\"" + fake.base_url() + "\",\"api_ca_file\":\"" +
+                               dir.file("ca.pem") + "\",\"agent_id\":1000002}]}");
+    return path;
+}
+
+std::int64_t now_ms()
+{
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+core::Action action(core::ActionKind kind, const std::string& key, const std::string& group, const std::string& target,
+                    const std::string& text)
+{
+    core::Action a;
+    a.kind = kind;
+    a.idempotency_key = key;
+    a.rule_id = "test";
+    a.tenant = corp;
+    a.platform = "wecom";
+    a.app = "t";
+    a.group_id = group;
+    a.target = target;
+    a.text = text;
+    return a;
+}
+
+// Writes actions (and optional SQL) into a fresh database before the bot starts.
+void seed(const std::string& db_path, const std::vector<core::Action>& actions, const std::string& sql = "")
+{
+    auto db = storage::open_for_writing(db_path, storage::Durability::full);
+    SQLite::Transaction tx(*db);
+    for (const auto& a : actions) storage::enqueue_action(*db, a, now_ms());
+    if (!sql.empty()) db->exec(sql);
+    tx.commit();
+}
+
+std::map<std::string, std::int64_t> counts(const std::string& db_path)
+{
+    auto db = storage::open_for_reading(db_path);
+    std::map<std::string, std::int64_t> out;
+    for (const auto& [s, n] : storage::outbox_counts(*db)) out[s] = n;
+    return out;
+}
+
+bool settled(const std::map<std::string, std::int64_t>& c)
+{
+    return !c.contains("pending") && !c.contains("failed") && !c.contains("in_flight");
+}
+
+// Waits (with a deadline) until `cond` holds.
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline = 30s)
+{
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(20ms);
+    }
+    return cond();
+}
+
+std::map<std::string, int> delivered_texts(const fakes::FakeWeCom& fake)
+{
+    std::map<std::string, int> out;
+    for (const auto& e : fake.effects("message/send")) {
+        if (e.body.contains("text")) ++out[e.body["text"].value("content", "")];
+    }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("customer-group posts become one mass-send task per owner, once per group per day, with a notice to the owner",
+          "[delivery]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    for (int i = 1; i <= 4; ++i) fake.add_group({"wrG" + std::to_string(i), "门店福利群" + std::to_string(i), "owner1", {}, {}});
+    fake.add_group({"wrG5", "门店福利群5", "owner2", {{"wmCUSTOMER000000000001", 2, "小王", 1700000000, 3}}, {"admin5"}});
+    const auto config = write_api_config(dir, fake);
+    std::vector<core::Action> actions;
+    for (int i = 1; i <= 5; ++i) actions.push_back(action(core::ActionKind::post, "k" + std::to_string(i), "wrG" + std::to_string(i), "", "今日福利：满99减20"));
+    actions.push_back(action(core::ActionKind::post, "k1-again", "wrG1", "", "今日福利：满99减20"));
+    seed(dir.file("q.db"), actions);
+
+    std::string db;
+    auto service = test::start_service(config, db);
+    REQUIRE(eventually([&] {
+        auto c = counts(db);
+        return settled(c) && c["done"] == 7; // 5 posts + 2 owner notices
+    }));
+    const auto tasks = fake.effects("externalcontact/add_msg_template");
+    REQUIRE(tasks.size() == 2);
+    std::map<std::string, std::vector<std::string>> by_sender;
+    for (const auto& t : tasks) {
+        CHECK(t.body["chat_type"] == "group");
+        CHECK(t.body["text"]["content"] == "今日福利：满99减20");
+        by_sender[t.body["sender"]] = t.body["chat_id_list"].get<std::vector<std::string>>();
+    }
+    CHECK(by_sender["owner1"] == std::vector<std::string>{"wrG1", "wrG2", "wrG3", "wrG4"});
+    CHECK(by_sender["owner2"] == std::vector<std::string>{"wrG5"});
+    CHECK(counts(db)["skipped"] == 1);
+    // The owners are told to confirm.
+    std::set<std::string> told;
+    for (const auto& e : fake.effects("message/send")) told.insert(e.body["touser"]);
+    CHECK(told == std::set<std::string>{"owner1", "owner2"});
+    // The directory learned the groups (names, owners, members) from groupchat/get.
+    auto rdb = storage::open_for_reading(db);
+    CHECK(storage::group_entry(*rdb, corp, "wrG5").owner == "owner2");
+    CHECK(storage::group_entry(*rdb, corp, "wrG5").admins == std::vector<std::string>{"admin5"});
+    CHECK(rdb->execAndGet("SELECT name FROM people WHERE member_id = 'wmCUSTOMER000000000001'").getString() == "小王");
+    auto skipped = storage::list_outbox(*rdb, "skipped", 10);
+    REQUIRE(skipped.size() == 1);
+    CHECK(skipped[0].last_error.find("quota") != std::string::npos);
+    CHECK(service->metrics().render().find("qunbot_delivery_limit{limit=\"mass_send_daily_quota\"} 1") != std::string::npos);
+}
+
+TEST_CASE("a storm of token revocation, -1, 45009, 5xx and timeouts loses nothing and performs nothing twice", "[delivery]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    fake.add_robot("robot-key-1");
+    fake.add_group({"wrROBOTGROUP", "内部群", "boss", {}, {}});
+    fake.add_tag_group("客户等级", {"VIP"});
+    const auto config = write_api_config(dir, fake, "{\"wrROBOTGROUP\":\"robot-key-1\"}");
+    std::vector<core::Action> actions;
+    for (int i = 0; i < 40; ++i) {
+        actions.push_back(action(core::ActionKind::reply, "m" + std::to_string(i), "", "staff" + std::to_string(i % 7), "通知 #" + std::to_string(i)));
+    }
+    std::string contacts_sql;
+    for (int i = 0; i < 10; ++i) {
+        const auto customer = "wmCUSTOMER0000000000" + std::to_string(10 + i);
+        fake.add_contact("sales1", customer);
+        contacts_sql += "INSERT INTO contacts VALUES ('" + std::string(corp) + "', '" + customer + "', 'sales1', 1);";
+        actions.push_back(action(core::ActionKind::assign_tag, "t" + std::to_string(i), "", customer, i % 2 ? "VIP" : "新客"));
+    }
+    for (int i = 0; i < 2; ++i) actions.push_back(action(core::ActionKind::post, "r" + std::to_string(i), "wrROBOTGROUP", "", "机器人 #" + std::to_string(i)));
+    auto welcome = action(core::ActionKind::send_welcome, "w0", "", "wmCUSTOMER000000000099", "你好，欢迎！");
+    welcome.welcome_code = fake.issue_welcome_code();
+    welcome.not_after_ms = now_ms() + 20'000;
+    actions.push_back(welcome);
+    seed(dir.file("q.db"), actions, contacts_sql);
+
+    fake.fail("message/send", fakes::Fault{.errcode = -1}, 6);
+    fake.fail("message/send", fakes::Fault{.errcode = 45009}, 1);
+    fake.fail("message/send", fakes::Fault{.http_status = 502}, 4);
+    fake.fail("message/send", fakes::Fault{.delay = 1000ms, .before_acting = false}, 2);
+    fake.fail("externalcontact/mark_tag", fakes::Fault{.errcode = 45033}, 1);
+    fake.fail("externalcontact/mark_tag", fakes::Fault{.delay = 1000ms, .before_acting = false}, 1);
+    fake.fail("webhook/send", fakes::Fault{.http_status = 503}, 1);
+
+    std::string db;
+    auto service = test::start_service(config, db);
+    REQUIRE(eventually([&] { return fake.effects("message/send").size() >= 10; }));
+    fake.revoke_tokens(); // WeCom may invalidate a token early, mid-run
+    REQUIRE(eventually([&] { return settled(counts(db)); }));
+
+    const auto c = counts(db);
+    CHECK(c.at("done") == 53);
+    CHECK(c.size() == 1);
+    const auto texts = delivered_texts(fake);
+    CHECK(texts.size() == 40);
+    for (const auto& [t, n] : texts) CHECK(n == 1);
+    const auto tags = fake.customer_tags();
+    for (int i = 0; i < 10; ++i) {
+        const auto customer = "wmCUSTOMER0000000000" + std::to_string(10 + i);
+        CHECK(tags.at(customer) == std::set<std::string>{i % 2 ? "VIP" : "新客"});
+    }
+    CHECK(fake.effects("externalcontact/add_corp_tag").size() == 1); // 新客 created once, then known
+    CHECK(fake.effects("webhook/send").size() == 2);
+    CHECK(fake.effects("externalcontact/send_welcome_msg").size() == 1);
+    CHECK(fake.calls("gettoken") >= 2);
+    const auto metrics = service->metrics().render();
+    CHECK(metrics.find("qunbot_wecom_api_errors_total{api=\"message/send\",kind=\"frequency_limited\"} 1") != std::string::npos);
+    CHECK(metrics.find("qunbot_wecom_api_errors_total{api=\"externalcontact/mark_tag\",kind=\"concurrency_limited\"} 1") !=
+          std::string::npos);
+    // 45033 halved the cap (8 → 4); it grows back by one per 20 successes.
+    const auto at = metrics.find("\nqunbot_delivery_concurrency ");
+    REQUIRE(at != std::string::npos);
+    const int cap = std::stoi(metrics.substr(at + 29));
+    CHECK(cap >= 4);
+    CHECK(cap < 8);
+}
+
+TEST_CASE("without API credentials actions go to the log adapter", "[delivery]")
+{
+    test::TempDir dir;
+    const auto config = test::write_test_config(dir);
+    seed(dir.file("q.db"), {action(core::ActionKind::post, "log1", "wrANYGROUP", "", "hello")});
+    std::string db;
+    auto service = test::start_service(config, db);
+    REQUIRE(eventually([&] { return counts(db)["done"] == 1; }));
+    auto rdb = storage::open_for_reading(db);
+    const auto rows = storage::list_outbox(*rdb, "done", 1);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].result.find("logged only") != std::string::npos);
+}
+
+TEST_CASE("SIGKILL while the outbox drains: after a restart nothing is lost and nothing is done twice", "[delivery][process]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    fake.set_latency(15ms);
+    std::vector<core::Action> actions;
+    for (int i = 0; i < 150; ++i) {
+        actions.push_back(action(core::ActionKind::reply, "m" + std::to_string(i), "", "staff" + std::to_string(i % 20), "消息 " + std::to_string(i)));
+    }
+    for (int i = 0; i < 30; ++i) {
+        const auto g = "wrKILL" + std::to_string(i);
+        fake.add_group({g, "群" + std::to_string(i), "owner" + std::to_string(i), {}, {}});
+        // Distinct texts: one task per group, so tasks are in flight at the kill.
+        actions.push_back(action(core::ActionKind::post, "p" + std::to_string(i), g, "", "活动 " + std::to_string(i)));
+    }
+    seed(dir.file("q.db"), actions);
+    const auto config = write_api_config(dir, fake, "{}", ",\"directory_sync\":false");
+
+    std::optional<test::Child> child;
+    test::start_server(child, config);
+    REQUIRE(eventually([&] { return fake.effects().size() >= 40; }));
+    child->signal(SIGKILL);
+    REQUIRE(child->wait_exit(10s).has_value());
+    const auto at_kill = counts(dir.file("q.db"));
+    INFO("at kill: in_flight=" << (at_kill.contains("in_flight") ? at_kill.at("in_flight") : 0));
+    CHECK(at_kill.contains("pending")); // the kill really interrupted the drain
+
+    test::start_server(child, config);
+    REQUIRE(eventually([&] { return settled(counts(dir.file("q.db"))); }));
+    const auto c = counts(dir.file("q.db"));
+    // Each message exactly once: resent ones were dropped by WeCom's duplicate check.
+    const auto texts = delivered_texts(fake);
+    int messages = 0;
+    for (const auto& [t, n] : texts) {
+        if (t.starts_with("消息 ")) {
+            ++messages;
+            CHECK(n == 1);
+        }
+    }
+    CHECK(messages == 150);
+    // Mass sends are not safe to repeat: each group got at most one task; a task in flight at
+    // the kill is left for a person ("check") instead of being created twice.
+    std::map<std::string, int> per_group;
+    for (const auto& e : fake.effects("externalcontact/add_msg_template")) {
+        for (const auto& g : e.body["chat_id_list"]) ++per_group[g.get<std::string>()];
+    }
+    for (const auto& [g, n] : per_group) CHECK(n == 1);
+    auto rdb = storage::open_for_reading(dir.file("q.db"));
+    std::int64_t posts_done = rdb->execAndGet("SELECT count(*) FROM outbox WHERE kind = 'post' AND status = 'done'").getInt64();
+    std::int64_t posts_check = rdb->execAndGet("SELECT count(*) FROM outbox WHERE kind = 'post' AND status = 'check'").getInt64();
+    CHECK(posts_done + posts_check == 30);
+    CHECK(static_cast<std::int64_t>(per_group.size()) >= posts_done);
+    CHECK(posts_check <= 8); // at most the calls in flight
+    CHECK(c.at("done") >= 150 + posts_done);
+    child->signal(SIGTERM);
+    CHECK(child->wait_exit(10s) == 0);
+}
