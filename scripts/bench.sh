@@ -7,17 +7,23 @@
 # `scripts/bench.sh micro`: in-process micro-benchmarks of each intake step (bench/hot_paths.cpp).
 # `scripts/bench.sh rules`: the rule engine on 1,000 rules / 10,000 keywords, pinned to one core
 # (bench/rules_engine.cpp).
+# `scripts/bench.sh delivery [N]`: an in-process bot drains N outbox actions into the fake WeCom
+# server over TLS on loopback (bench/delivery_drain.cpp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-intake}
 seconds=${2:-10}
-case "$what" in intake|micro|rules) ;; *) echo "usage: scripts/bench.sh intake [SECONDS] | micro | rules" >&2; exit 2 ;; esac
+case "$what" in intake|micro|rules|delivery) ;; *) echo "usage: scripts/bench.sh intake [SECONDS] | micro | rules | delivery [N]" >&2; exit 2 ;; esac
 
 ./scripts/install_deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 if [ "$what" = micro ]; then
   cmake --build build --target qunbot_bench
   exec ./build/bench/qunbot_bench --benchmark_filter=-rules_
+fi
+if [ "$what" = delivery ]; then
+  cmake --build build --target qunbot_delivery_drain
+  exec ./build/bench/qunbot_delivery_drain "${2:-5000}"
 fi
 if [ "$what" = rules ]; then
   cmake --build build --target qunbot_bench

@@ -81,7 +81,7 @@ core::Result<std::string> make_test_payload(const TestEventSpec& s)
         return header(s, t, "event", "sys") + element("Event", "change_external_contact") +
                element("ChangeType", "add_external_contact") + element("UserID", s.user) +
                element("ExternalUserID", s.external_user) + element("State", s.state) +
-               element("WelcomeCode", random_alnum(24)) + "</xml>";
+               element("WelcomeCode", s.welcome_code.empty() ? random_alnum(24) : s.welcome_code) + "</xml>";
     }
     if (s.kind == "message") {
         std::string id = s.msg_id;

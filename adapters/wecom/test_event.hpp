@@ -24,6 +24,7 @@ struct TestEventSpec {
     std::string text = "hello";
     std::string state;
     std::string msg_id;                         ///< messages: generated when empty
+    std::string welcome_code;                   ///< contact_added: generated when empty
     int scene = 3;
     std::int64_t create_time = 0;               ///< 0: now
     std::string member_version;                 ///< CurMemVer; generated when empty

@@ -1,5 +1,8 @@
 // The delivery worker end to end: the real service (or the real process) drains its outbox
 // against the fake WeCom server over TLS.
+#include "adapters/wecom/callback_crypto.hpp"
+#include "adapters/wecom/test_event.hpp"
+#include "bot/http_client.hpp"
 #include "bot/metrics.hpp"
 #include "bot/service.hpp"
 #include "fakes/fake_wecom.hpp"
@@ -33,7 +36,7 @@ constexpr const char* secret = "corp-secret-for-tests";
 
 // A configuration whose app talks to `fake` (trusting the test CA), with fast retries.
 std::string write_api_config(const test::TempDir& dir, const fakes::FakeWeCom& fake, const std::string& robots = "{}",
-                             const std::string& delivery_extra = "")
+                             const std::string& delivery_extra = "", const std::string& rules_extra = "")
 {
     fakes::write_pem(dir.file("ca.pem"), pki().ca_pem);
     test::write_file(dir.file("t.secrets.json"), std::string("{\"token\":\"") + test::vector_token + "\",\"encoding_aes_key\":\"" +
@@ -41,7 +44,7 @@ std::string write_api_config(const test::TempDir& dir, const fakes::FakeWeCom& f
     std::filesystem::create_directories(dir.path() / "rules");
     const auto path = dir.file("qunbot.json");
     test::write_file(path, "{\"listen\":{\"address\":\"127.0.0.1\",\"port\":0},\"threads\":2,\"database\":\"" + dir.file("q.db") +
-                               "\",\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},"
+                               "\",\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false" + rules_extra + "},"
                                "\"delivery\":{\"retry_base_ms\":20,\"poll_ms\":50,\"frequency_pause_ms\":200,\"request_timeout_ms\":400" +
                                delivery_extra + "},"
                                "\"apps\":[{\"name\":\"t\",\"path\":\"/cb\",\"corp_id\":\"" + corp + "\",\"secrets_file\":\"" +
@@ -298,4 +301,68 @@ TEST_CASE("SIGKILL while the outbox drains: after a restart nothing is lost and 
     CHECK(c.at("done") >= 150 + posts_done);
     child->signal(SIGTERM);
     CHECK(child->wait_exit(10s) == 0);
+}
+
+TEST_CASE("rule actions happen on WeCom: the welcome within its 20 s, the channel tag by mark_tag, a bad reload told to staff",
+          "[delivery][rules]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    const std::string customer = "wmCUSTOMERfromQRcode0001";
+    fake.add_contact("sales1", customer);
+    std::filesystem::create_directories(dir.path() / "rules");
+    test::write_file(dir.file("rules/hello.yaml"), R"(version: 1
+rules:
+  - id: hello
+    on: contact_added
+    do:
+      - welcome: "您好，欢迎光临！"
+      - assign_tag: "渠道:{{ event.state }}"
+)");
+    const auto config = write_api_config(dir, fake, "{}", "", ",\"notify\":{\"app\":\"t\",\"user\":\"ops1\"}");
+    std::string db;
+    auto service = test::start_service(config, db);
+
+    auto crypto = wecom::CallbackCrypto::create(core::Secret(test::vector_token), core::Secret(test::vector_key), corp);
+    REQUIRE(crypto.ok());
+    wecom::TestEventSpec spec;
+    spec.kind = "contact_added";
+    spec.corp_id = corp;
+    spec.user = "sales1";
+    spec.external_user = customer;
+    spec.state = "store-12";
+    spec.welcome_code = fake.issue_welcome_code();
+    auto payload = wecom::make_test_payload(spec);
+    REQUIRE(payload.ok());
+    const auto sealed = wecom::seal_callback(*crypto, *payload, "1700000000", "nonce1", false);
+    bot::HttpClient http("127.0.0.1", service->port(), 5s);
+    auto r = http.request("POST", "/cb?" + sealed.query, sealed.body);
+    REQUIRE(r.ok());
+    REQUIRE(r->status == 200);
+
+    REQUIRE(eventually([&] { return fake.effects("externalcontact/mark_tag").size() == 1; }, 20s));
+    const auto welcomes = fake.effects("externalcontact/send_welcome_msg");
+    REQUIRE(welcomes.size() == 1);
+    CHECK(welcomes[0].body["welcome_code"] == spec.welcome_code);
+    CHECK(welcomes[0].body["text"]["content"] == "您好，欢迎光临！");
+    CHECK(fake.customer_tags().at(customer) == std::set<std::string>{"渠道:store-12"});
+    CHECK(fake.tag_ids_by_name().contains("渠道:store-12")); // created on WeCom, as it was missing
+    {
+        auto rdb = storage::open_for_reading(db);
+        auto done = storage::list_outbox(*rdb, "done", 10);
+        REQUIRE(done.size() == 2);
+        for (const auto& row : done) {
+            if (row.action.kind == core::ActionKind::send_welcome) CHECK(row.updated_ms <= row.action.not_after_ms);
+        }
+    }
+
+    // A broken edit: the staff member named in rules.notify gets the errors by app message.
+    test::write_file(dir.file("rules/hello.yaml"), "version: 1\nrules:\n  - id: hello\n    on: contact_addded\n    do: []\n");
+    auto admin = http.request("POST", "/admin/reload", "");
+    REQUIRE(admin.ok());
+    CHECK(admin->status == 422);
+    REQUIRE(eventually([&] { return !fake.effects("message/send").empty(); }, 20s));
+    const auto notice = fake.effects("message/send").front();
+    CHECK(notice.body["touser"] == "ops1");
+    CHECK(notice.body["text"]["content"].get<std::string>().find("hello.yaml:4:9") != std::string::npos);
 }
