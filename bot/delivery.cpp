@@ -637,6 +637,63 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         co_return owner;
     }
 
+    // Did the owners send their mass-send tasks? (get_groupmsg_send_result, notes §4.3.) A task
+    // is followed for three days, or until no group is waiting.
+    static awaitable<void> task_loop(std::shared_ptr<Impl> self, AppState* app)
+    {
+        auto t = std::make_shared<net::steady_timer>(self->strand);
+        self->directory_timers.push_back(t);
+        while (!self->draining) {
+            t->expires_after(std::chrono::milliseconds(self->o.config.task_check_ms));
+            co_await t->async_wait(use_tuple);
+            if (self->draining) break;
+            const auto now = self->o.now_ms();
+            std::vector<storage::MassTask> tasks;
+            try {
+                tasks = storage::open_mass_tasks(*self->reader, app->config.name, now - 3 * 86'400'000LL);
+            } catch (const std::exception& e) {
+                spdlog::warn("mass-send follow-up: {}", e.what());
+            }
+            for (const auto& task : tasks) {
+                if (self->draining) break;
+                std::vector<std::tuple<std::string, int, std::int64_t>> results;
+                std::string cursor;
+                bool failed = false;
+                do {
+                    auto r = co_await wecom::get_groupmsg_send_result(*app->api, task.msgid, task.sender, cursor);
+                    if (!r) {
+                        self->count_error(r.error());
+                        spdlog::warn("mass-send follow-up of {}: {}", task.msgid, r.error().describe());
+                        failed = true;
+                        break;
+                    }
+                    for (const auto& s : r->value("send_list", wecom::Json::array())) {
+                        results.emplace_back(s.value("chat_id", std::string()), s.value("status", 0), s.value("send_time", std::int64_t{0}));
+                    }
+                    cursor = r->value("next_cursor", std::string());
+                } while (!cursor.empty());
+                if (failed) continue;
+                bool waiting = results.empty();
+                for (const auto& r : results) {
+                    if (std::get<1>(r) == 0) waiting = true;
+                }
+                storage::WriteWork work = [msgid = task.msgid, results, waiting, now](SQLite::Database& db) {
+                    storage::record_mass_task_results(db, msgid, results, !waiting, now);
+                };
+                auto err = co_await self->commit(std::move(work));
+                if (!err.empty()) spdlog::error("mass-send follow-up: could not record {}: {}", task.msgid, err);
+                if (!waiting) {
+                    for (const auto& r : results) {
+                        self->metrics
+                            .counter("qunbot_mass_send_results_total", "Groups of settled mass-send tasks, by outcome",
+                                     {{"status", std::get<1>(r) == 1 ? "sent" : "failed"}})
+                            .inc();
+                    }
+                }
+            }
+        }
+    }
+
     static awaitable<void> directory_loop(std::shared_ptr<Impl> self, AppState* app)
     {
         // At start: every group WeCom lists (new ones are added, all are refreshed).
@@ -695,8 +752,9 @@ void Delivery::start()
     for (const auto& [name, app] : impl->apps) {
         if (!app->api) {
             spdlog::info("delivery: app \"{}\" has no WeCom API credentials: actions are printed by the log adapter", name);
-        } else if (impl->o.config.directory_sync) {
-            net::co_spawn(impl->strand, Impl::directory_loop(impl, app.get()), net::detached);
+        } else {
+            if (impl->o.config.directory_sync) net::co_spawn(impl->strand, Impl::directory_loop(impl, app.get()), net::detached);
+            net::co_spawn(impl->strand, Impl::task_loop(impl, app.get()), net::detached);
         }
     }
     net::co_spawn(impl->strand, Impl::run(impl), net::detached);

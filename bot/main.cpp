@@ -358,9 +358,21 @@ int run_outbox(const std::string& verb, OutboxArgs args)
     const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     std::unique_ptr<SQLite::Database> db;
     try {
-        db = verb.empty() ? storage::open_for_reading(args.database) : storage::open_for_writing(args.database, storage::Durability::full);
+        db = verb.empty() || verb == "tasks" ? storage::open_for_reading(args.database) : storage::open_for_writing(args.database, storage::Durability::full);
     } catch (const std::exception& e) {
         return fail("cannot open " + args.database + ": " + e.what());
+    }
+    if (verb == "tasks") {
+        for (const auto& t : storage::list_mass_tasks(*db, args.limit)) {
+            int sent = 0, failed = 0;
+            for (const auto& [chat, status] : t.results) {
+                if (status == 1) ++sent;
+                else if (status >= 2) ++failed;
+            }
+            std::cout << t.msgid << "  sender=" << t.sender << "  created " << local_time(t.created_ms) << "  groups=" << t.groups.size()
+                      << "  sent=" << sent << "  failed=" << failed << (t.settled ? "  settled" : "  waiting for the sender") << "\n";
+        }
+        return 0;
     }
     if (verb.empty()) {
         for (const auto& [status, n] : storage::outbox_counts(*db)) std::cout << "# " << status << ": " << n << "\n";
@@ -472,6 +484,9 @@ int main(int argc, char** argv)
         c->add_option("id", outbox_args.id, "Outbox row id")->required();
         c->callback([&outbox_verb, verb] { outbox_verb = verb; });
     }
+    outbox_cmd->add_subcommand("tasks", "Mass-send tasks and whether their senders sent them")->callback([&outbox_verb] {
+        outbox_verb = "tasks";
+    });
 
     CLI11_PARSE(cli, argc, argv);
     try {

@@ -190,8 +190,17 @@ CREATE TABLE mass_tasks (
     app        TEXT    NOT NULL,
     sender     TEXT    NOT NULL,
     groups     TEXT    NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    settled    INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE mass_task_results (
+    msgid      TEXT    NOT NULL,
+    chat_id    TEXT    NOT NULL,
+    status     INTEGER NOT NULL,
+    send_time  INTEGER NOT NULL,
+    checked_ms INTEGER NOT NULL,
+    PRIMARY KEY (msgid, chat_id)
+) WITHOUT ROWID;
 CREATE TABLE corp_tags (
     tenant TEXT NOT NULL,
     name   TEXT NOT NULL,

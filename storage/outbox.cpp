@@ -224,6 +224,71 @@ void add_mass_send(SQLite::Database& db, const std::string& tenant, const std::s
     t.exec();
 }
 
+namespace {
+std::vector<MassTask> read_tasks(SQLite::Database& db, SQLite::Statement& st)
+{
+    std::vector<MassTask> out;
+    while (st.executeStep()) {
+        MassTask t;
+        t.msgid = st.getColumn(0).getString();
+        t.tenant = st.getColumn(1).getString();
+        t.app = st.getColumn(2).getString();
+        t.sender = st.getColumn(3).getString();
+        std::istringstream groups(st.getColumn(4).getString());
+        for (std::string g; groups >> g;) t.groups.push_back(g);
+        t.created_ms = st.getColumn(5).getInt64();
+        t.settled = st.getColumn(6).getInt() != 0;
+        out.push_back(std::move(t));
+    }
+    SQLite::Statement r(db, "SELECT chat_id, status FROM mass_task_results WHERE msgid = ? ORDER BY chat_id");
+    for (auto& t : out) {
+        r.bind(1, t.msgid);
+        while (r.executeStep()) t.results.emplace_back(r.getColumn(0).getString(), r.getColumn(1).getInt());
+        r.reset();
+    }
+    return out;
+}
+} // namespace
+
+std::vector<MassTask> open_mass_tasks(SQLite::Database& db, const std::string& app, std::int64_t since_ms)
+{
+    SQLite::Statement st(db, "SELECT msgid, tenant, app, sender, groups, created_ms, settled FROM mass_tasks"
+                             " WHERE app = ? AND settled = 0 AND created_ms > ? ORDER BY created_ms");
+    st.bind(1, app);
+    st.bind(2, since_ms);
+    return read_tasks(db, st);
+}
+
+std::vector<MassTask> list_mass_tasks(SQLite::Database& db, std::size_t limit)
+{
+    SQLite::Statement st(db, "SELECT msgid, tenant, app, sender, groups, created_ms, settled FROM mass_tasks"
+                             " ORDER BY created_ms DESC LIMIT ?");
+    st.bind(1, static_cast<std::int64_t>(limit));
+    return read_tasks(db, st);
+}
+
+void record_mass_task_results(SQLite::Database& db, const std::string& msgid,
+                              const std::vector<std::tuple<std::string, int, std::int64_t>>& results, bool settled, std::int64_t now_ms)
+{
+    SQLite::Statement st(db, "INSERT INTO mass_task_results (msgid, chat_id, status, send_time, checked_ms) VALUES (?,?,?,?,?)"
+                             " ON CONFLICT DO UPDATE SET status = excluded.status, send_time = excluded.send_time,"
+                             " checked_ms = excluded.checked_ms");
+    for (const auto& [chat, status, sent] : results) {
+        st.bind(1, msgid);
+        st.bind(2, chat);
+        st.bind(3, status);
+        st.bind(4, sent);
+        st.bind(5, now_ms);
+        st.exec();
+        st.reset();
+    }
+    if (settled) {
+        SQLite::Statement u(db, "UPDATE mass_tasks SET settled = 1 WHERE msgid = ?");
+        u.bind(1, msgid);
+        u.exec();
+    }
+}
+
 std::optional<std::string> corp_tag_id(SQLite::Database& db, const std::string& tenant, const std::string& name)
 {
     SQLite::Statement st(db, "SELECT tag_id FROM corp_tags WHERE tenant = ? AND name = ?");

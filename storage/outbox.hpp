@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace SQLite {
@@ -71,6 +72,26 @@ void enqueue_action(SQLite::Database& db, const core::Action& action, std::int64
                                  const std::string& group_id, std::int64_t day);
 void add_mass_send(SQLite::Database& db, const std::string& tenant, const std::string& app, const std::string& msgid,
                    const std::string& sender, const std::vector<std::string>& groups, std::int64_t day, std::int64_t now_ms);
+/// A mass-send task and what became of it in each group (get_groupmsg_send_result status:
+/// 0 not sent yet, 1 sent, 2 failed: not a friend, 3 failed: the group already got one today).
+struct MassTask {
+    std::string msgid;
+    std::string tenant;
+    std::string app;
+    std::string sender;
+    std::vector<std::string> groups;
+    std::int64_t created_ms = 0;
+    bool settled = false;
+    std::vector<std::pair<std::string, int>> results; ///< (chat id, status)
+};
+/// Tasks of `app` still waiting for their senders, created after `since_ms`.
+[[nodiscard]] std::vector<MassTask> open_mass_tasks(SQLite::Database& db, const std::string& app, std::int64_t since_ms);
+/// Newest tasks first, with their results.
+[[nodiscard]] std::vector<MassTask> list_mass_tasks(SQLite::Database& db, std::size_t limit);
+/// Records per-group results; `settled` when nothing is left to wait for.
+void record_mass_task_results(SQLite::Database& db, const std::string& msgid,
+                              const std::vector<std::tuple<std::string, int, std::int64_t>>& results, bool settled,
+                              std::int64_t now_ms);
 [[nodiscard]] std::optional<std::string> corp_tag_id(SQLite::Database& db, const std::string& tenant, const std::string& name);
 void set_corp_tag_id(SQLite::Database& db, const std::string& tenant, const std::string& name, const std::string& id);
 /// A staff member who has `customer` as a contact (most recent first), or empty.

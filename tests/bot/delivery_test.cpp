@@ -45,7 +45,7 @@ std::string write_api_config(const test::TempDir& dir, const fakes::FakeWeCom& f
     const auto path = dir.file("qunbot.json");
     test::write_file(path, "{\"listen\":{\"address\":\"127.0.0.1\",\"port\":0},\"threads\":2,\"database\":\"" + dir.file("q.db") +
                                "\",\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false" + rules_extra + "},"
-                               "\"delivery\":{\"retry_base_ms\":20,\"poll_ms\":50,\"frequency_pause_ms\":200,\"request_timeout_ms\":400" +
+                               "\"delivery\":{\"retry_base_ms\":20,\"poll_ms\":50,\"task_check_ms\":100,\"frequency_pause_ms\":200,\"request_timeout_ms\":400" +
                                delivery_extra + "},"
                                "\"apps\":[{\"name\":\"t\",\"path\":\"/cb\",\"corp_id\":\"" + corp + "\",\"secrets_file\":\"" +
                                dir.file("t.secrets.json") + "\",\"api_base_url\":\"" + fake.base_url() + "\",\"api_ca_file\":\"" +
@@ -162,6 +162,29 @@ TEST_CASE("customer-group posts become one mass-send task per owner, once per gr
     REQUIRE(skipped.size() == 1);
     CHECK(skipped[0].last_error.find("quota") != std::string::npos);
     CHECK(service->metrics().render().find("qunbot_delivery_limit{limit=\"mass_send_daily_quota\"} 1") != std::string::npos);
+
+    // The follow-up learns which owner sent the task.
+    std::string owner1_task;
+    for (const auto& t : storage::list_mass_tasks(*rdb, 10)) {
+        CHECK(t.groups.size() == (t.sender == "owner1" ? 4u : 1u));
+        if (t.sender == "owner1") owner1_task = t.msgid;
+    }
+    REQUIRE_FALSE(owner1_task.empty());
+    fake.confirm_task(owner1_task);
+    REQUIRE(eventually([&] {
+        auto list = storage::list_mass_tasks(*storage::open_for_reading(db), 10);
+        for (const auto& t : list) {
+            if (t.msgid == owner1_task) return t.settled && t.results.size() == 4;
+        }
+        return false;
+    }));
+    for (const auto& t : storage::list_mass_tasks(*rdb, 10)) {
+        if (t.msgid == owner1_task) {
+            for (const auto& [chat, status] : t.results) CHECK(status == 1);
+        } else {
+            CHECK_FALSE(t.settled); // owner2 has not sent yet
+        }
+    }
 }
 
 TEST_CASE("a storm of token revocation, -1, 45009, 5xx and timeouts loses nothing and performs nothing twice", "[delivery]")
@@ -365,4 +388,39 @@ rules:
     const auto notice = fake.effects("message/send").front();
     CHECK(notice.body["touser"] == "ops1");
     CHECK(notice.body["text"]["content"].get<std::string>().find("hello.yaml:4:9") != std::string::npos);
+}
+
+TEST_CASE("qunbot outbox lists, retries and drops actions", "[delivery][process]")
+{
+    test::TempDir dir;
+    const auto db = dir.file("q.db");
+    seed(db, {action(core::ActionKind::reply, "a1", "", "staff1", "one"), action(core::ActionKind::reply, "a2", "", "staff2", "two")});
+    {
+        auto w = storage::open_for_writing(db, storage::Durability::full);
+        storage::mark_outbox(*w, 1, "dead", now_ms(), 0, "message/send: 81013 (all recipients are invalid)", "");
+        storage::mark_outbox(*w, 2, "done", now_ms(), 0, "", "message/send to staff2");
+    }
+    auto run = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {QUNBOT_BINARY, "outbox", "--db", db});
+        test::Child c(args);
+        (void)c.wait_for_line("\x01 no such line: read to the end", 10s);
+        const auto status = c.wait_exit(10s);
+        REQUIRE(status.has_value());
+        return std::make_pair(*status, c.out() + c.err());
+    };
+    auto [st, out] = run({"--status", "dead"});
+    CHECK(st == 0);
+    CHECK(out.find("1  dead  reply  -  staff1") != std::string::npos);
+    CHECK(out.find("last error: message/send: 81013") != std::string::npos);
+    CHECK(out.find("staff2") == std::string::npos);
+
+    std::tie(st, out) = run({"retry", "1"});
+    CHECK(st == 0);
+    CHECK(storage::get_outbox(*storage::open_for_reading(db), 1)->status == "pending");
+    std::tie(st, out) = run({"drop", "2"});
+    CHECK(st != 0);
+    CHECK(out.find("outbox row 2 is done") != std::string::npos);
+    std::tie(st, out) = run({"drop", "1"});
+    CHECK(st == 0);
+    CHECK(storage::get_outbox(*storage::open_for_reading(db), 1)->status == "dropped");
 }

@@ -99,6 +99,12 @@ std::string FakeWeCom::issue_welcome_code()
     return code;
 }
 
+void FakeWeCom::confirm_task(const std::string& msgid)
+{
+    std::lock_guard lock(mutex_);
+    confirmed_tasks_.insert(msgid);
+}
+
 void FakeWeCom::add_robot(const std::string& key)
 {
     std::lock_guard lock(mutex_);
@@ -284,7 +290,9 @@ FakeReply FakeWeCom::dispatch(const std::string& api, const json& body, const Fa
             if (e.api != "externalcontact/add_msg_template") continue;
             if ("msgGROUPTASK" + std::to_string(++serial) != msgid) continue;
             for (const auto& c : strings(e.body, "chat_id_list")) {
-                list.push_back({{"chat_id", c}, {"userid", e.body.value("sender", "")}, {"status", 0}});
+                const bool sent = confirmed_tasks_.contains(msgid);
+                list.push_back({{"chat_id", c}, {"userid", e.body.value("sender", "")}, {"status", sent ? 1 : 0},
+                                {"send_time", sent ? now / 1000 : 0}});
             }
         }
         if (list.empty()) return err(41047, "invalid msgid");

@@ -79,6 +79,8 @@ public:
     /// A welcome code as the add_external_contact callback would carry, valid 20 s from now.
     std::string issue_welcome_code();
     void add_robot(const std::string& key);
+    /// The owner sends mass-send task `msgid` in the client (get_groupmsg_send_result → 1).
+    void confirm_task(const std::string& msgid);
     void add_tag_group(const std::string& group_name, const std::vector<std::string>& tags);
 
     /// Calls received per API (including failed ones).
@@ -124,6 +126,7 @@ private:
     std::map<std::string, std::int64_t> recent_messages_;        ///< message/send body → first seen (ms)
     std::map<std::pair<std::string, std::int64_t>, int> group_mass_sends_; ///< (chat, day) → tasks
     std::map<std::string, std::vector<std::string>> appchats_;
+    std::set<std::string> confirmed_tasks_;
     int msg_serial_ = 0;
     std::map<std::string, int> calls_;
     std::vector<Effect> effects_;
