@@ -1,5 +1,7 @@
 #include "bot/delivery.hpp"
 
+#include "bot/app_api.hpp"
+
 #include "adapters/https/client.hpp"
 #include "adapters/wecom/api_client.hpp"
 #include "adapters/wecom/performer.hpp"
@@ -21,6 +23,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -101,23 +104,9 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         for (const auto& a : o.apps) {
             auto st = std::make_unique<AppState>();
             st->config = a;
-            if (a.has_api()) {
-                auto origin = https::parse_origin(a.api_base_url);
-                if (!origin) throw std::runtime_error("app \"" + a.name + "\": " + origin.error().message);
-                https::Options ho;
-                ho.ca_file = a.api_ca_file;
-                ho.connect_timeout = std::chrono::milliseconds(c.connect_timeout_ms);
-                ho.request_timeout = std::chrono::milliseconds(c.request_timeout_ms);
-                st->http = std::make_unique<https::Client>(strand, ho);
-                wecom::ApiOptions ao;
-                ao.origin = *origin;
-                ao.corp_id = a.corp_id;
-                ao.corp_secret = a.corp_secret;
-                ao.agent_id = a.agent_id;
-                ao.busy_backoff = std::chrono::milliseconds(std::max<std::uint32_t>(10, c.retry_base_ms / 5));
-                ao.now_ms = o.now_ms;
-                st->api = std::make_unique<wecom::ApiClient>(*st->http, ao);
-            }
+            auto made = make_app_api(strand, a, c, o.now_ms);
+            st->http = std::move(made.http);
+            st->api = std::move(made.api);
             apps[a.name] = std::move(st);
         }
         reader = storage::open_for_reading(o.database);
@@ -141,6 +130,11 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
     std::map<std::string, std::int64_t> paused_until; ///< app/api → ms (after 45009)
     std::set<std::string> mass_in_flight;             ///< app/group/day with a task being created
     std::vector<std::shared_ptr<net::steady_timer>> directory_timers;
+    bool started = false;
+    bool templates_known = false;  ///< the rules have said which templates they want
+    bool templates_dirty = false;
+    bool templates_syncing = false;
+    std::vector<std::pair<std::string, std::string>> wanted_templates;
     unsigned concurrency;
     unsigned successes_since_lowered = 0;
     unsigned jobs_in_flight = 0;
@@ -694,6 +688,91 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         }
     }
 
+    // Group welcome templates follow the `wecom_template` rules: added when new, edited when the
+    // text changed, deleted when the rule is gone. Re-run after every reload; retried after a
+    // pause when WeCom refuses.
+    static awaitable<void> template_sync(std::shared_ptr<Impl> self)
+    {
+        self->templates_syncing = true;
+        while (self->templates_dirty && !self->draining) {
+            self->templates_dirty = false;
+            const auto wanted = self->wanted_templates;
+            bool failed = false;
+            for (auto& [name, app] : self->apps) {
+                if (!app->api) continue;
+                const auto tenant = app->config.corp_id;
+                std::vector<storage::WelcomeTemplate> have;
+                try {
+                    have = storage::welcome_templates(*self->reader, tenant, name);
+                } catch (const std::exception& e) {
+                    spdlog::error("welcome templates: {}", e.what());
+                    failed = true;
+                    continue;
+                }
+                for (const auto& [rule_id, text] : wanted) {
+                    auto it = std::find_if(have.begin(), have.end(), [&](const auto& h) { return h.rule_id == rule_id; });
+                    storage::WelcomeTemplate t{rule_id, it == have.end() ? std::string() : it->template_id, text};
+                    if (it != have.end() && it->text == text) continue;
+                    if (it == have.end()) {
+                        auto r = co_await wecom::group_welcome_template_add(*app->api, text, true);
+                        if (!r) {
+                            self->count_error(r.error());
+                            spdlog::warn("welcome template of rule {}: {}", rule_id, r.error().describe());
+                            failed = true;
+                            continue;
+                        }
+                        t.template_id = r->value("template_id", std::string());
+                        spdlog::info("welcome template of rule {} added on WeCom as {} (group owners apply it in the client)", rule_id,
+                                     t.template_id);
+                    } else {
+                        auto r = co_await wecom::group_welcome_template_edit(*app->api, t.template_id, text);
+                        if (!r) {
+                            self->count_error(r.error());
+                            spdlog::warn("welcome template of rule {}: {}", rule_id, r.error().describe());
+                            failed = true;
+                            continue;
+                        }
+                        spdlog::info("welcome template of rule {} ({}) updated on WeCom", rule_id, t.template_id);
+                    }
+                    const auto now = self->o.now_ms();
+                    storage::WriteWork work = [tenant, name, t, now](SQLite::Database& db) { storage::set_welcome_template(db, tenant, name, t, now); };
+                    if (auto err = co_await self->commit(std::move(work)); !err.empty()) spdlog::error("welcome templates: {}", err);
+                }
+                for (const auto& h : have) {
+                    if (std::any_of(wanted.begin(), wanted.end(), [&](const auto& w) { return w.first == h.rule_id; })) continue;
+                    auto r = co_await wecom::group_welcome_template_del(*app->api, h.template_id);
+                    // 41xxx "not found" means someone deleted it already: forget it as well.
+                    if (!r && r.error().transient()) {
+                        self->count_error(r.error());
+                        spdlog::warn("welcome template of removed rule {}: {}", h.rule_id, r.error().describe());
+                        failed = true;
+                        continue;
+                    }
+                    spdlog::info("welcome template of removed rule {} ({}) deleted on WeCom", h.rule_id, h.template_id);
+                    storage::WriteWork work = [tenant, name, rule_id = h.rule_id](SQLite::Database& db) {
+                        storage::delete_welcome_template(db, tenant, name, rule_id);
+                    };
+                    if (auto err = co_await self->commit(std::move(work)); !err.empty()) spdlog::error("welcome templates: {}", err);
+                }
+            }
+            if (failed && !self->draining) {
+                self->templates_dirty = true;
+                auto t = std::make_shared<net::steady_timer>(self->strand);
+                self->directory_timers.push_back(t);
+                t->expires_after(std::chrono::milliseconds(self->o.config.frequency_pause_ms));
+                co_await t->async_wait(use_tuple);
+            }
+        }
+        self->templates_syncing = false;
+    }
+
+    void request_template_sync()
+    {
+        if (!started || !templates_known) return;
+        templates_dirty = true;
+        if (!templates_syncing) net::co_spawn(strand, template_sync(shared_from_this()), net::detached);
+    }
+
     static awaitable<void> directory_loop(std::shared_ptr<Impl> self, AppState* app)
     {
         // At start: every group WeCom lists (new ones are added, all are refreshed).
@@ -758,6 +837,21 @@ void Delivery::start()
         }
     }
     net::co_spawn(impl->strand, Impl::run(impl), net::detached);
+    net::post(impl->strand, [impl] {
+        impl->started = true;
+        impl->request_template_sync();
+    });
+}
+
+void Delivery::set_welcome_templates(std::vector<std::pair<std::string, std::string>> templates)
+{
+    auto impl = impl_;
+    net::post(impl->strand, [impl, templates = std::move(templates)]() mutable {
+        if (impl->templates_known && impl->wanted_templates == templates) return;
+        impl->wanted_templates = std::move(templates);
+        impl->templates_known = true;
+        impl->request_template_sync();
+    });
 }
 
 void Delivery::wake()

@@ -46,6 +46,9 @@ public:
     void start();
     /// New outbox rows may be due (thread-safe; cheap).
     void wake();
+    /// The (rule id, text) group welcome templates the rules want on WeCom: added, edited and
+    /// deleted there to match (thread-safe; the sync runs once started).
+    void set_welcome_templates(std::vector<std::pair<std::string, std::string>> templates);
     /// Stops taking new work; `done` runs when the calls in flight have been recorded.
     void drain(std::function<void()> done);
 

@@ -1,6 +1,7 @@
 // qunbot: the process entry point and the command-line tools.
 #include "adapters/wecom/callback_crypto.hpp"
 #include "adapters/wecom/test_event.hpp"
+#include "bot/app_api.hpp"
 #include "bot/config.hpp"
 #include "bot/http_client.hpp"
 #include "bot/rule_tests.hpp"
@@ -8,19 +9,22 @@
 #include "rules/loader.hpp"
 #include "storage/activity.hpp"
 #include "storage/database.hpp"
+#include "storage/outbox.hpp"
 #include "storage/rule_state.hpp"
 
 #include <CLI/CLI.hpp>
-#include "storage/outbox.hpp"
-
 #include <SQLiteCpp/Database.h>
-#include <set>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <ctime>
 #include <iostream>
+#include <set>
+#include <sstream>
 
 namespace {
 
@@ -398,6 +402,54 @@ int run_outbox(const std::string& verb, OutboxArgs args)
     return 0;
 }
 
+struct AppchatArgs {
+    std::string config;
+    std::string app;
+    std::string name;
+    std::string owner;
+    std::string users;
+    std::string chat_id;
+};
+
+boost::asio::awaitable<std::optional<wecom::ApiResult<wecom::Json>>> create_appchat(wecom::ApiClient* api, AppchatArgs a,
+                                                                                     std::vector<std::string> users)
+{
+    co_return co_await wecom::appchat_create(*api, a.name, a.owner, std::move(users), a.chat_id);
+}
+
+// Creates an internal group chat through the app (appchat/create) and records it, so that the
+// bot may post into it (appchat/send) and remove members from it (appchat/update).
+int run_appchat_create(AppchatArgs args)
+{
+    auto config = bot::load_config(args.config);
+    if (!config) return fail(config.error().message);
+    if (auto st = bot::resolve_secrets(*config); !st) return fail(st.error().message);
+    const bot::AppConfig* app = nullptr;
+    for (const auto& a : config->apps) {
+        if ((args.app.empty() || a.name == args.app) && a.has_api()) app = &a;
+        if (app) break;
+    }
+    if (!app) return fail("no app" + (args.app.empty() ? std::string() : " named \"" + args.app + "\"") + " with WeCom API credentials (corp_secret)");
+    std::vector<std::string> users;
+    std::stringstream ss(args.users);
+    for (std::string u; std::getline(ss, u, ',');) {
+        if (!u.empty()) users.push_back(u);
+    }
+    if (users.size() < 2) return fail("--users: an app chat needs at least two members (comma-separated userids)");
+    boost::asio::io_context ioc;
+    auto api = bot::make_app_api(ioc.get_executor(), *app, config->delivery, {});
+    auto f = boost::asio::co_spawn(ioc, create_appchat(api.api.get(), args, users), boost::asio::use_future);
+    ioc.run();
+    auto r = *f.get();
+    if (!r) return fail("appchat/create failed: " + r.error().describe());
+    const auto chat_id = r->value("chatid", std::string());
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto db = storage::open_for_writing(config->database, storage::Durability::full);
+    storage::add_app_chat(*db, app->corp_id, app->name, chat_id, args.name, args.owner, now);
+    std::cout << "created app chat " << chat_id << " (" << args.name << ", owner " << args.owner << ", " << users.size() << " members)\n";
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -488,6 +540,17 @@ int main(int argc, char** argv)
         outbox_verb = "tasks";
     });
 
+    AppchatArgs appchat_args;
+    auto* appchat_cmd = cli.add_subcommand("appchat", "Internal group chats created by the app");
+    appchat_cmd->require_subcommand(1);
+    auto* appchat_create = appchat_cmd->add_subcommand("create", "Create one (appchat/create); the bot may then post and remove members there");
+    appchat_create->add_option("--config", appchat_args.config, "Configuration (app credentials, database)");
+    appchat_create->add_option("--app", appchat_args.app, "App name (default: the first with API credentials)");
+    appchat_create->add_option("--name", appchat_args.name, "Group name (at most 50 characters)")->required();
+    appchat_create->add_option("--owner", appchat_args.owner, "Owner userid")->required();
+    appchat_create->add_option("--users", appchat_args.users, "Members, comma-separated userids (at least 2)")->required();
+    appchat_create->add_option("--chatid", appchat_args.chat_id, "Chat id to use (0-9a-zA-Z, at most 32); WeCom makes one otherwise");
+
     CLI11_PARSE(cli, argc, argv);
     try {
         if (*serve_cmd) return run_serve(serve);
@@ -498,6 +561,7 @@ int main(int argc, char** argv)
         if (*explain_cmd) return run_rules_explain(rules_dir, explain_event, rules_config);
         if (*tags_cmd) return run_tags(tag_verb, tag_args);
         if (*outbox_cmd) return run_outbox(outbox_verb, outbox_args);
+        if (*appchat_create) return run_appchat_create(appchat_args);
     } catch (const std::exception& e) {
         // The one task boundary of the command-line tools.
         return fail(std::string("unexpected error: ") + e.what(), 70);

@@ -5,6 +5,7 @@
 #include "bot/dispatcher.hpp"
 #include "bot/http_server.hpp"
 #include "bot/metrics.hpp"
+#include "rules/rule_set.hpp"
 #include "storage/journal.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -117,6 +118,7 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
     try {
         Dispatcher::Options d;
         d.on_actions = [del = p->delivery.get()] { del->wake(); };
+        d.on_install = [del = p->delivery.get()](const rules::RuleSet& set) { del->set_welcome_templates(set.welcome_templates); };
         d.database = p->config.database;
         d.rules = p->config.rules;
         d.apps = p->config.apps;

@@ -469,7 +469,8 @@ private:
             return;
         }
         const std::size_t errors_before = result_.error_count();
-        check_keys(src, node, {"id", "description", "on", "in", "when", "unless", "do", "stop", "batch", "cooldown", "enabled"}, "a rule");
+        check_keys(src, node, {"id", "description", "on", "in", "when", "unless", "do", "stop", "batch", "cooldown", "enabled", "wecom_template"},
+                   "a rule");
         Rule rule;
         rule.file = src.name;
         rule.line = src.position(w.pos).first;
@@ -567,6 +568,7 @@ private:
             } else {
                 compile_actions(src, d, w, rule);
             }
+            if (auto t = node["wecom_template"]; t.IsDefined()) compile_wecom_template(src, t, w, node, rule);
             if (rule.trigger == Trigger::message && !rule.has_when && !rule.has_unless && enabled &&
                 result_.error_count() == errors_before) {
                 add(Sev::warning, w, "rule \"" + rule.id + "\" has no `when`: it answers every message in its groups");
@@ -576,6 +578,47 @@ private:
         set_.rule_by_id.emplace(rule.id, static_cast<std::uint32_t>(set_.rules.size()));
         set_.any_activity = set_.any_activity || rule.uses_activity;
         set_.rules.push_back(std::move(rule));
+    }
+
+    // A WeCom group welcome template is one text for the whole corp, sent by WeCom on every join
+    // in the groups whose owners applied it: no conditions, no per-group variables.
+    void compile_wecom_template(const Source& src, const YAML::Node& t, const Where& w, const YAML::Node& node, Rule& rule)
+    {
+        auto b = boolean(src, t, w, "`wecom_template`");
+        if (!b || !*b) return;
+        const auto where = at(src, t, w);
+        if (rule.trigger != Trigger::member_joined) {
+            error(where, "`wecom_template` makes a group welcome template: it applies to `on: member_joined` rules only");
+            return;
+        }
+        for (const char* key : {"when", "unless", "batch", "cooldown", "in"}) {
+            if (node[key].IsDefined()) {
+                error(where, std::string("WeCom sends the template itself on every join in the groups that use it, so `") + key +
+                                 "` cannot apply to a `wecom_template` rule");
+            }
+        }
+        if (rule.actions.size() != 1 || rule.actions.front().kind != ActionSpec::Kind::post) {
+            error(where, "a `wecom_template` rule has exactly one action, a `post` (the template text)");
+            return;
+        }
+        std::string text;
+        for (const auto& part : rule.actions.front().body.parts()) {
+            if (!part.is_var) {
+                text += part.literal;
+            } else if (part.var == Var::member_name || part.var == Var::member_mention) {
+                text += "%NICKNAME%";
+            } else {
+                error(where, "a WeCom welcome template is one text for every group: only {{ member.name }} (sent as %NICKNAME%) can be "
+                             "used, not {{ " + std::string(to_string(part.var)) + " }}");
+                return;
+            }
+        }
+        if (text.size() > 3000) {
+            error(where, "a WeCom welcome template holds at most 3000 bytes; this one has " + std::to_string(text.size()));
+            return;
+        }
+        rule.wecom_template = true;
+        rule.template_text = std::move(text);
     }
 
     std::optional<bool> boolean(const Source& src, const YAML::Node& n, const Where& w, std::string_view what)
@@ -997,6 +1040,11 @@ private:
         set_.set_rules.resize(set_.keyword_set_count);
         for (std::uint32_t i = 0; i < set_.rules.size(); ++i) {
             const auto& r = set_.rules[i];
+            if (r.wecom_template) {
+                // WeCom sends it; the engine never evaluates it.
+                set_.welcome_templates.emplace_back(r.id, r.template_text);
+                continue;
+            }
             ++set_.per_trigger[static_cast<std::size_t>(r.trigger)];
             set_.any_batch = set_.any_batch || r.batch_ms > 0;
             std::vector<std::uint32_t> sets;

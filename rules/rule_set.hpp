@@ -83,6 +83,11 @@ struct Rule {
     std::int64_t group_cooldown_ms = 0;  ///< after firing in a group, silent there for this long
     std::int64_t member_cooldown_ms = 0; ///< after firing for a member, silent for them this long
     bool uses_activity = false;
+    /// `wecom_template: true`: the rule's post is kept as a WeCom group welcome template
+    /// (group_welcome_template, which WeCom itself sends on joins once the owner applies it)
+    /// instead of being posted per join; `template_text` is its text with %NICKNAME%.
+    bool wecom_template = false;
+    std::string template_text;
 };
 
 /// The compiled, immutable rule set.
@@ -104,6 +109,8 @@ struct RuleSet {
     std::size_t per_trigger[trigger_count] = {}; ///< rules per trigger
     std::size_t keyword_count = 0;   ///< keywords as written (before dedup), for reports
     std::string fingerprint;         ///< hash of the rule files' bytes: identifies the version
+    /// (rule id, text) of every `wecom_template` rule, to be kept in sync on WeCom.
+    std::vector<std::pair<std::string, std::string>> welcome_templates;
 
     [[nodiscard]] const Rule* find(std::string_view id) const;
 };

@@ -214,6 +214,15 @@ CREATE TABLE contacts (
     since    INTEGER NOT NULL,
     PRIMARY KEY (tenant, customer, staff)
 ) WITHOUT ROWID;
+CREATE TABLE welcome_templates (
+    tenant      TEXT    NOT NULL,
+    app         TEXT    NOT NULL,
+    rule_id     TEXT    NOT NULL,
+    template_id TEXT    NOT NULL,
+    text        TEXT    NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, app, rule_id)
+) WITHOUT ROWID;
 CREATE TABLE app_chats (
     tenant     TEXT    NOT NULL,
     chat_id    TEXT    NOT NULL,

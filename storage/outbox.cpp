@@ -337,6 +337,40 @@ void add_app_chat(SQLite::Database& db, const std::string& tenant, const std::st
     st.exec();
 }
 
+std::vector<WelcomeTemplate> welcome_templates(SQLite::Database& db, const std::string& tenant, const std::string& app)
+{
+    SQLite::Statement st(db, "SELECT rule_id, template_id, text FROM welcome_templates WHERE tenant = ? AND app = ? ORDER BY rule_id");
+    st.bind(1, tenant);
+    st.bind(2, app);
+    std::vector<WelcomeTemplate> out;
+    while (st.executeStep()) out.push_back({st.getColumn(0).getString(), st.getColumn(1).getString(), st.getColumn(2).getString()});
+    return out;
+}
+
+void set_welcome_template(SQLite::Database& db, const std::string& tenant, const std::string& app, const WelcomeTemplate& t,
+                          std::int64_t now_ms)
+{
+    SQLite::Statement st(db, "INSERT INTO welcome_templates (tenant, app, rule_id, template_id, text, updated_ms) VALUES (?,?,?,?,?,?)"
+                             " ON CONFLICT DO UPDATE SET template_id = excluded.template_id, text = excluded.text,"
+                             " updated_ms = excluded.updated_ms");
+    st.bind(1, tenant);
+    st.bind(2, app);
+    st.bind(3, t.rule_id);
+    st.bind(4, t.template_id);
+    st.bind(5, t.text);
+    st.bind(6, now_ms);
+    st.exec();
+}
+
+void delete_welcome_template(SQLite::Database& db, const std::string& tenant, const std::string& app, const std::string& rule_id)
+{
+    SQLite::Statement st(db, "DELETE FROM welcome_templates WHERE tenant = ? AND app = ? AND rule_id = ?");
+    st.bind(1, tenant);
+    st.bind(2, app);
+    st.bind(3, rule_id);
+    st.exec();
+}
+
 GroupDirectoryEntry group_entry(SQLite::Database& db, const std::string& tenant, const std::string& group_id)
 {
     SQLite::Statement st(db, "SELECT name, owner, admins, needs_sync FROM chat_groups WHERE tenant = ? AND group_id = ?");

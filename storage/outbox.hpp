@@ -100,6 +100,17 @@ void set_corp_tag_id(SQLite::Database& db, const std::string& tenant, const std:
 void add_app_chat(SQLite::Database& db, const std::string& tenant, const std::string& app, const std::string& chat_id,
                   const std::string& name, const std::string& owner, std::int64_t now_ms);
 
+/// Group welcome templates this app keeps on WeCom for `wecom_template` rules.
+struct WelcomeTemplate {
+    std::string rule_id;
+    std::string template_id;
+    std::string text;
+};
+[[nodiscard]] std::vector<WelcomeTemplate> welcome_templates(SQLite::Database& db, const std::string& tenant, const std::string& app);
+void set_welcome_template(SQLite::Database& db, const std::string& tenant, const std::string& app, const WelcomeTemplate& t,
+                          std::int64_t now_ms);
+void delete_welcome_template(SQLite::Database& db, const std::string& tenant, const std::string& app, const std::string& rule_id);
+
 /// A group as the directory knows it.
 struct GroupDirectoryEntry {
     std::string name;

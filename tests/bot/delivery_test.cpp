@@ -424,3 +424,93 @@ TEST_CASE("qunbot outbox lists, retries and drops actions", "[delivery][process]
     CHECK(st == 0);
     CHECK(storage::get_outbox(*storage::open_for_reading(db), 1)->status == "dropped");
 }
+
+TEST_CASE("group welcome templates follow the wecom_template rules: added, edited, deleted", "[delivery][rules]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    std::filesystem::create_directories(dir.path() / "rules");
+    auto rule = [](const std::string& text) {
+        return "version: 1\nrules:\n  - id: store-welcome\n    on: member_joined\n    wecom_template: true\n    do:\n      - post: \"" + text + "\"\n";
+    };
+    test::write_file(dir.file("rules/welcome.yaml"), rule("亲爱的{{ member.name }}，欢迎！"));
+    const auto config = write_api_config(dir, fake);
+    std::string db;
+    auto service = test::start_service(config, db);
+    bot::HttpClient admin("127.0.0.1", service->port(), 5s);
+
+    REQUIRE(eventually([&] { return fake.effects("externalcontact/group_welcome_template/add").size() == 1; }));
+    const auto added = fake.effects("externalcontact/group_welcome_template/add").front();
+    CHECK(added.body["text"]["content"] == "亲爱的%NICKNAME%，欢迎！");
+    CHECK(added.body["notify"] == 1);
+    std::string template_id;
+    REQUIRE(eventually([&] {
+        auto t = storage::welcome_templates(*storage::open_for_reading(db), corp, "t");
+        if (t.size() == 1) template_id = t[0].template_id;
+        return !template_id.empty();
+    }));
+
+    test::write_file(dir.file("rules/welcome.yaml"), rule("{{ member.name }}，欢迎来到本店福利群！"));
+    REQUIRE(admin.request("POST", "/admin/reload", "")->status == 200);
+    REQUIRE(eventually([&] { return fake.effects("externalcontact/group_welcome_template/edit").size() == 1; }));
+    const auto edited = fake.effects("externalcontact/group_welcome_template/edit").front();
+    CHECK(edited.body["template_id"] == template_id);
+    CHECK(edited.body["text"]["content"] == "%NICKNAME%，欢迎来到本店福利群！");
+
+    test::write_file(dir.file("rules/welcome.yaml"), "version: 1\nrules: []\n");
+    REQUIRE(admin.request("POST", "/admin/reload", "")->status == 200);
+    REQUIRE(eventually([&] { return fake.effects("externalcontact/group_welcome_template/del").size() == 1; }));
+    CHECK(fake.effects("externalcontact/group_welcome_template/del").front().body["template_id"] == template_id);
+    REQUIRE(eventually([&] { return storage::welcome_templates(*storage::open_for_reading(db), corp, "t").empty(); }));
+    CHECK(fake.effects("externalcontact/group_welcome_template/add").size() == 1); // never added twice
+}
+
+TEST_CASE("capabilities: app chats get appchat/send and appchat/update; customer groups get owner notices for removal and recall",
+          "[delivery][process]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    fake.add_group({"wrCUSTOMERGROUP", "门店福利群", "owner9", {}, {"admin9"}});
+    const auto config = write_api_config(dir, fake);
+
+    // `qunbot appchat create` makes an internal group through the app and records it.
+    {
+        test::Child c({QUNBOT_BINARY, "appchat", "create", "--config", config, "--name", "店长群", "--owner", "boss", "--users",
+                       "boss,zhang,li", "--chatid", "storeleads1"});
+        (void)c.wait_for_line("\x01 read to the end", 15s);
+        REQUIRE(c.wait_exit(15s) == 0);
+        CHECK(c.out().find("created app chat storeleads1") != std::string::npos);
+    }
+    REQUIRE(fake.effects("appchat/create").size() == 1);
+    CHECK(fake.effects("appchat/create")[0].body["userlist"] == std::vector<std::string>{"boss", "zhang", "li"});
+
+    auto remove = action(core::ActionKind::remove_member, "rm1", "storeleads1", "li", "");
+    auto spam = action(core::ActionKind::remove_member, "rm2", "wrCUSTOMERGROUP", "wmSPAMMER00000000000001", "连续发广告 3 次");
+    auto recall = action(core::ActionKind::recall, "rc1", "wrCUSTOMERGROUP", "msgAD123", "");
+    seed(dir.file("q.db"), {action(core::ActionKind::post, "p1", "storeleads1", "", "今晚 8 点开会"), remove, spam, recall});
+    std::string db;
+    auto service = test::start_service(config, db);
+    REQUIRE(eventually([&] {
+        auto c = counts(db);
+        return settled(c) && c["done"] == 4;
+    }));
+    const auto sends = fake.effects("appchat/send");
+    REQUIRE(sends.size() == 1);
+    CHECK(sends[0].body["chatid"] == "storeleads1");
+    CHECK(sends[0].body["text"]["content"] == "今晚 8 点开会");
+    const auto updates = fake.effects("appchat/update");
+    REQUIRE(updates.size() == 1);
+    CHECK(updates[0].body["del_user_list"] == std::vector<std::string>{"li"});
+    // No API removes from or recalls in a customer group: the owner and admins get a card.
+    const auto cards = fake.effects("message/send");
+    REQUIRE(cards.size() == 2);
+    for (const auto& c : cards) {
+        CHECK(c.body["touser"] == "owner9|admin9");
+        CHECK(c.body["msgtype"] == "template_card");
+        CHECK(c.body["template_card"]["main_title"]["desc"] == "门店福利群");
+    }
+    CHECK(cards[0].body.dump().find("wmSPAMMER00000000000001") != std::string::npos);
+    CHECK(cards[0].body.dump().find("连续发广告 3 次") != std::string::npos);
+    auto rdb = storage::open_for_reading(db);
+    CHECK(storage::get_outbox(*rdb, 3)->result.find("degraded (no WeCom API)") != std::string::npos);
+}

@@ -248,3 +248,58 @@ rules:
     CHECK(has(r, "r.yaml:13:20: error: `scene`: \"qr_code\" is not a quit scene (left, removed)"));
     CHECK(r.error_count() == 8);
 }
+
+TEST_CASE("wecom_template rules become group welcome templates, with %NICKNAME% for the member's name", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+rules:
+  - id: tpl
+    on: member_joined
+    wecom_template: true
+    do:
+      - post: "亲爱的{{ member.name }}，欢迎加入！每天 10 点有福利。"
+  - id: other
+    on: member_joined
+    do: [ { post: "hi" } ]
+)");
+    INFO(headlines(r));
+    REQUIRE(r.ok());
+    REQUIRE(r.rules->welcome_templates.size() == 1);
+    CHECK(r.rules->welcome_templates[0].first == "tpl");
+    CHECK(r.rules->welcome_templates[0].second == "亲爱的%NICKNAME%，欢迎加入！每天 10 点有福利。");
+    // The engine does not evaluate it (WeCom sends it): only `other` is indexed for joins.
+    CHECK(r.rules->per_trigger[static_cast<std::size_t>(qunbot::rules::Trigger::member_joined)] == 1);
+}
+
+TEST_CASE("wecom_template rules are checked: trigger, conditions, variables, one post", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+rules:
+  - id: on-message
+    on: message
+    when: { contains: [hi] }
+    wecom_template: true
+    do: [ { reply: "x" } ]
+  - id: per-group
+    on: member_joined
+    wecom_template: true
+    do: [ { post: "欢迎来到{{ group.name }}" } ]
+  - id: conditional
+    on: member_joined
+    when: { scene: qr_code }
+    wecom_template: yes
+    do: [ { post: "欢迎" } ]
+  - id: two
+    on: member_joined
+    wecom_template: true
+    do: [ { post: "a" }, { post: "b" } ]
+)");
+    INFO(headlines(r));
+    CHECK_FALSE(r.ok());
+    CHECK(has(r, "r.yaml:6:21: error: `wecom_template` makes a group welcome template: it applies to `on: member_joined` rules only"));
+    CHECK(has(r, "r.yaml:10:21: error: a WeCom welcome template is one text for every group: only {{ member.name }} (sent as "
+                 "%NICKNAME%) can be used, not {{ group.name }}"));
+    CHECK(has(r, "r.yaml:15:21: error: WeCom sends the template itself on every join in the groups that use it, so `when` cannot "
+                 "apply to a `wecom_template` rule"));
+    CHECK(has(r, "r.yaml:19:21: error: a `wecom_template` rule has exactly one action, a `post` (the template text)"));
+}
