@@ -363,7 +363,9 @@ rules:
     REQUIRE(r.ok());
     REQUIRE(r->status == 200);
 
-    REQUIRE(eventually([&] { return fake.effects("externalcontact/mark_tag").size() == 1; }, 20s));
+    // WeCom acts before qunbot records the answer: wait for the record, not only the effect.
+    REQUIRE(eventually([&] { return counts(db)["done"] == 2; }, 20s));
+    CHECK(fake.effects("externalcontact/mark_tag").size() == 1);
     const auto welcomes = fake.effects("externalcontact/send_welcome_msg");
     REQUIRE(welcomes.size() == 1);
     CHECK(welcomes[0].body["welcome_code"] == spec.welcome_code);
