@@ -119,7 +119,8 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
             c.only_keys(*it, "/delivery", {"concurrency", "max_attempts", "retry_base_ms", "poll_ms", "mass_send_daily_quota",
                                            "message_per_member_minute", "message_per_member_hour", "webhook_per_minute",
                                            "api_per_minute", "duplicate_check_s", "connect_timeout_ms", "request_timeout_ms",
-                                           "frequency_pause_ms", "directory_sync", "task_check_ms"});
+                                           "frequency_pause_ms", "directory_sync", "directory_resync_ms", "task_check_ms"});
+            c.get_positive(*it, "/delivery", "directory_resync_ms", d.directory_resync_ms);
             c.get_positive(*it, "/delivery", "task_check_ms", d.task_check_ms);
             c.get_positive(*it, "/delivery", "concurrency", d.concurrency);
             c.get_positive(*it, "/delivery", "max_attempts", d.max_attempts);

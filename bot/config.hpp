@@ -82,6 +82,7 @@ struct DeliveryConfig {
     std::uint32_t request_timeout_ms = 10000;
     std::uint32_t frequency_pause_ms = 60000; ///< after 45009 the API is paused this long
     bool directory_sync = true;        ///< groupchat/list + get at start and after group changes
+    std::uint32_t directory_resync_ms = 10000; ///< a changed group is re-fetched at most this often
     std::uint32_t task_check_ms = 600000; ///< how often mass-send tasks are checked for the owner's send
 };
 

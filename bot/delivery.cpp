@@ -39,7 +39,6 @@ namespace {
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
 constexpr std::size_t round_size = 256;
 constexpr std::size_t max_chat_ids = 2000; // add_msg_template chat_id_list limit (notes §4.3)
-constexpr std::int64_t resync_interval_ms = 60'000;
 
 std::int64_t system_now_ms()
 {
@@ -795,7 +794,8 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             if (cursor.empty()) break;
         }
         spdlog::info("directory: app {}: {} group(s) synced at start", app->config.name, listed);
-        // Then: groups marked by change events, each at most once a minute.
+        // Then: groups marked by change events, each at most once per directory_resync_ms (WeCom
+        // applies some changes asynchronously, and a busy group changes all the time).
         auto t = std::make_shared<net::steady_timer>(self->strand);
         self->directory_timers.push_back(t);
         while (!self->draining) {
@@ -808,7 +808,7 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             }
             for (const auto& g : stale) {
                 if (self->draining) break;
-                if (auto it = app->last_sync.find(g); it != app->last_sync.end() && now - it->second < resync_interval_ms) continue;
+                if (auto it = app->last_sync.find(g); it != app->last_sync.end() && now - it->second < static_cast<std::int64_t>(self->o.config.directory_resync_ms)) continue;
                 auto s = co_await self->sync_one(*app, app->config.corp_id, g);
                 if (!s) spdlog::warn("directory: {}", s.error().describe());
             }

@@ -45,7 +45,7 @@ std::string write_api_config(const test::TempDir& dir, const fakes::FakeWeCom& f
     const auto path = dir.file("qunbot.json");
     test::write_file(path, "{\"listen\":{\"address\":\"127.0.0.1\",\"port\":0},\"threads\":2,\"database\":\"" + dir.file("q.db") +
                                "\",\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false" + rules_extra + "},"
-                               "\"delivery\":{\"retry_base_ms\":20,\"poll_ms\":50,\"task_check_ms\":100,\"frequency_pause_ms\":200,\"request_timeout_ms\":400" +
+                               "\"delivery\":{\"retry_base_ms\":20,\"poll_ms\":50,\"task_check_ms\":100,\"directory_resync_ms\":100,\"frequency_pause_ms\":200,\"request_timeout_ms\":400" +
                                delivery_extra + "},"
                                "\"apps\":[{\"name\":\"t\",\"path\":\"/cb\",\"corp_id\":\"" + corp + "\",\"secrets_file\":\"" +
                                dir.file("t.secrets.json") + "\",\"api_base_url\":\"" + fake.base_url() + "\",\"api_ca_file\":\"" +
@@ -515,4 +515,37 @@ TEST_CASE("capabilities: app chats get appchat/send and appchat/update; customer
     CHECK(cards[0].body.dump().find("连续发广告 3 次") != std::string::npos);
     auto rdb = storage::open_for_reading(db);
     CHECK(storage::get_outbox(*rdb, 3)->result.find("degraded (no WeCom API)") != std::string::npos);
+}
+
+TEST_CASE("the directory follows group change events: a rename callback brings the new name from groupchat/get", "[delivery]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    fake.add_group({"wrRENAMED", "旧群名", "owner1", {{"wmMEMBERaaaaaaaaaaaaaaa1", 2, "甲", 1700000000, 3}}, {}});
+    const auto config = write_api_config(dir, fake);
+    std::string db;
+    auto service = test::start_service(config, db);
+    auto name = [&] { return storage::group_entry(*storage::open_for_reading(db), corp, "wrRENAMED").name; };
+    REQUIRE(eventually([&] { return name() == "旧群名"; }));
+
+    // The owner renames the group and one member leaves; WeCom sends change_external_chat.
+    fake.add_group({"wrRENAMED", "新群名", "owner1", {}, {}});
+    auto crypto = wecom::CallbackCrypto::create(core::Secret(test::vector_token), core::Secret(test::vector_key), corp);
+    REQUIRE(crypto.ok());
+    wecom::TestEventSpec spec;
+    spec.kind = "group_renamed";
+    spec.corp_id = corp;
+    spec.chat_id = "wrRENAMED";
+    auto payload = wecom::make_test_payload(spec);
+    REQUIRE(payload.ok());
+    const auto sealed = wecom::seal_callback(*crypto, *payload, "1700000001", "nonce2", false);
+    bot::HttpClient http("127.0.0.1", service->port(), 5s);
+    REQUIRE(http.request("POST", "/cb?" + sealed.query, sealed.body)->status == 200);
+    REQUIRE(eventually([&] { return name() == "新群名"; }));
+    // Members are reconciled with WeCom's list: the one no longer listed is marked absent.
+    REQUIRE(eventually([&] {
+        return storage::open_for_reading(db)
+                   ->execAndGet("SELECT present FROM group_members WHERE group_id = 'wrRENAMED' AND member_id = 'wmMEMBERaaaaaaaaaaaaaaa1'")
+                   .getInt() == 0;
+    }));
 }
