@@ -409,9 +409,10 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             }
             co_return 0;
         }
-        for (const auto& f : finals) {
-            (void)f;
-            outcome_counter("any", "dead").inc();
+        for (const auto& [id, status, error] : finals) {
+            (void)id;
+            (void)error;
+            outcome_counter("any", status).inc();
         }
         for (auto& j : jobs) {
             ++jobs_in_flight;
