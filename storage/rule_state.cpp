@@ -2,6 +2,7 @@
 
 #include "storage/database.hpp"
 #include "storage/journal.hpp"
+#include "storage/outbox.hpp"
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
@@ -330,24 +331,7 @@ void apply_decision(SQLite::Database& db, const rules::Decision& d, const std::s
         bool changed = false;
         record_tag(db, tenant, t.member, t.tag, t.add, "rule", t.rule_id, t.reason, now_ms, changed);
     }
-    for (const auto& a : d.actions) {
-        SQLite::Statement st(db, "INSERT INTO outbox (idempotency_key, tenant, platform, app, kind, rule_id, group_id, target,"
-                                 " action_json, cause_event_id, created_ms, not_after_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-                                 " ON CONFLICT (idempotency_key) DO NOTHING");
-        st.bind(1, a.idempotency_key);
-        st.bind(2, a.tenant);
-        st.bind(3, a.platform);
-        st.bind(4, a.app);
-        st.bind(5, std::string(core::to_string(a.kind)));
-        st.bind(6, a.rule_id);
-        st.bind(7, a.group_id);
-        st.bind(8, a.target);
-        st.bind(9, a.to_json());
-        st.bind(10, a.cause_event_id);
-        st.bind(11, now_ms);
-        st.bind(12, a.not_after_ms);
-        st.exec();
-    }
+    for (const auto& a : d.actions) enqueue_action(db, a, now_ms);
     // Expired cooldowns are dead weight; dropping a few per decision keeps the table small.
     SQLite::Statement prune(db, "DELETE FROM cooldowns WHERE rowid IN (SELECT rowid FROM cooldowns WHERE until_ms < ? LIMIT 16)");
     prune.bind(1, now_ms);
