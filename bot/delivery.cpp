@@ -344,6 +344,11 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
                 job.day = (now + o.utc_offset_s * 1000LL) / 86'400'000;
                 const auto slot = app.config.name + "/" + a.group_id + "/" + std::to_string(job.day);
                 const auto used = storage::mass_send_used(*reader, a.tenant, app.config.name, a.group_id, job.day);
+                if (mass_in_flight.contains(slot) && used + 1 < static_cast<int>(o.config.mass_send_daily_quota)) {
+                    // A task for this group is being created; decide once it has counted.
+                    defers.emplace_back(row.id, now + o.config.poll_ms);
+                    continue;
+                }
                 if (used >= static_cast<int>(o.config.mass_send_daily_quota) || mass_in_flight.contains(slot)) {
                     finals.emplace_back(row.id, "skipped",
                                         "the group's mass-send quota for today is used (" + std::to_string(o.config.mass_send_daily_quota) +
@@ -449,8 +454,11 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
     {
         const auto& a = job.rows.front().action;
         const auto how = wecom::route(a, a.group_id.empty() ? GroupKind::none : GroupKind::customer, rules::is_customer_id(a.target)).how;
-        spdlog::info("[log adapter] {} {}{}{}: {}", core::to_string(a.kind), a.group_id.empty() ? "" : "group " + a.group_id,
-                     a.target.empty() ? "" : " member " + a.target, a.rule_id.empty() ? "" : " (rule " + a.rule_id + ")", a.text);
+        std::string where;
+        if (!a.group_id.empty()) where += " group " + a.group_id;
+        if (!a.target.empty()) where += " member " + a.target;
+        if (!a.rule_id.empty()) where += " (rule " + a.rule_id + ")";
+        spdlog::info("[log adapter] {}{}: {}", core::to_string(a.kind), where, a.text);
         Outcome out;
         out.result = "logged only: app \"" + job.app->config.name + "\" has no WeCom API credentials (with them: " + how + ")";
         std::vector<Outcome> outs(1, std::move(out)); // not a braced list: g++ 12 and co_await

@@ -96,7 +96,14 @@ int run_serve(const ServeArgs& args)
                   << "then see it with:\n  ./build/qunbot activity"
                   << (args.database.empty() ? "" : " --db " + config->database) << "\n"
                   << "Rules: edit " << config->rules.dir << "/*.yaml (reloaded on save; `./build/qunbot rules check "
-                  << config->rules.dir << "` first)\n";
+                  << config->rules.dir << "` first)\n"
+                  << "What the rules decided, and what became of it:\n  ./build/qunbot outbox"
+                  << (args.database.empty() ? "" : " --db " + config->database) << "\n";
+        for (const auto& a : config->apps) {
+            if (!a.has_api()) {
+                std::cout << "App \"" << a.name << "\" has no WeCom API credentials: its actions are printed here (log adapter).\n";
+            }
+        }
     }
     std::cout << std::flush;
     s.start(true);
