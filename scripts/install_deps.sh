@@ -14,6 +14,7 @@ packages=(
   libcli11-dev          # command line
   libyaml-cpp-dev       # staff-edited rule files (with line/column marks for diagnostics)
   libre2-dev            # user-written regexes in rules: linear time, no catastrophic backtracking
+  libhowardhinnant-date-dev tzdata  # IANA time zones for schedules (the system tz database; g++ 12 has no std::chrono::tzdb)
   catch2                # tests (v2.13, catch_discover_tests)
   libbenchmark-dev      # in-process micro-benchmarks (bench/)
 )
