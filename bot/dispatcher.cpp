@@ -143,7 +143,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
     void install(std::shared_ptr<const rules::RuleSet> set)
     {
         rules_loaded.set(static_cast<std::int64_t>(set->rules.size()));
-        if (o.on_install) o.on_install(*set);
+        if (o.on_install) o.on_install(set);
         std::lock_guard lock(rules_mutex);
         current = std::move(set);
     }

@@ -35,7 +35,7 @@ public:
         std::function<std::int64_t()> now_ms; ///< wall clock; injectable for tests
         std::function<void()> on_actions;     ///< called after a commit that added outbox rows
         /// Called with each rule set that takes effect (at start and on every good reload).
-        std::function<void(const rules::RuleSet&)> on_install;
+        std::function<void(std::shared_ptr<const rules::RuleSet>)> on_install;
     };
 
     /// Loads the rules (or the last good set stored in the database when the directory is

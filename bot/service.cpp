@@ -5,6 +5,7 @@
 #include "bot/dispatcher.hpp"
 #include "bot/http_server.hpp"
 #include "bot/metrics.hpp"
+#include "bot/scheduler.hpp"
 #include "rules/rule_set.hpp"
 #include "storage/journal.hpp"
 
@@ -30,6 +31,7 @@ struct Service::Parts {
     Registry metrics;
     std::unique_ptr<storage::Journal> journal;
     std::unique_ptr<Delivery> delivery;
+    std::unique_ptr<Scheduler> scheduler;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<Routes> routes;
     std::unique_ptr<HttpServer> server;
@@ -116,15 +118,28 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
         return core::make_error("delivery_start", std::string("cannot start delivery: ") + e.what());
     }
     try {
+        Scheduler::Options so;
+        so.database = p->config.database;
+        so.utc_offset_s = p->config.rules.utc_offset_minutes * 60;
+        so.on_actions = [del = p->delivery.get()] { del->wake(); };
+        p->scheduler = std::make_unique<Scheduler>(*p->journal, p->metrics, std::move(so));
+    } catch (const std::exception& e) {
+        return core::make_error("scheduler_start", std::string("cannot start the scheduler: ") + e.what());
+    }
+    try {
         Dispatcher::Options d;
         d.on_actions = [del = p->delivery.get()] { del->wake(); };
-        d.on_install = [del = p->delivery.get()](const rules::RuleSet& set) { del->set_welcome_templates(set.welcome_templates); };
+        d.on_install = [del = p->delivery.get(), sch = p->scheduler.get()](std::shared_ptr<const rules::RuleSet> set) {
+            del->set_welcome_templates(set->welcome_templates);
+            sch->install(std::move(set));
+        };
         d.database = p->config.database;
         d.rules = p->config.rules;
         d.apps = p->config.apps;
         p->dispatcher = std::make_unique<Dispatcher>(p->ioc, *p->journal, p->metrics, std::move(d));
         p->dispatcher->start();
         p->delivery->start();
+        p->scheduler->start();
     } catch (const std::exception& e) {
         return core::make_error("dispatcher_start", std::string("cannot start the rule dispatcher: ") + e.what());
     }
@@ -187,6 +202,7 @@ std::size_t Service::wait()
     p->threads.clear();
     // Commits whatever the journal still holds (events of abandoned requests are kept: WeCom's
     // retry of them will be recognised as a duplicate).
+    p->scheduler->stop(); // a slot being written is finished first
     p->dispatcher.reset(); // unhooks from the journal before it closes
     p->delivery.reset();
     p->journal->close();

@@ -17,6 +17,7 @@ std::string_view to_string(Trigger t) noexcept
     case Trigger::member_left: return "member_left";
     case Trigger::message: return "message";
     case Trigger::contact_added: return "contact_added";
+    case Trigger::schedule: return "schedule";
     }
     return "?";
 }
@@ -558,6 +559,20 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
             break;
         }
     }
+    return d;
+}
+
+bool selects(const RuleSet& rules, const Rule& rule, const GroupInfo& group) { return in_scope(rules, rule, group); }
+
+Decision plan_scheduled(const Rule& rule, const State& state, const std::string& slot_key, const std::string& tenant,
+                        const std::string& platform, const std::string& app)
+{
+    Decision d;
+    Trace trace{rule.id, Trace::Outcome::fired, "slot " + slot_key};
+    const std::vector<std::string> none;
+    RenderInput in{state, nullptr, rule, {}, none};
+    emit(rule, in, tenant + "/schedule/" + rule.id + "/" + slot_key + "/" + state.group.id, tenant, platform, app, 0, d, trace);
+    d.trace.push_back(std::move(trace));
     return d;
 }
 

@@ -106,6 +106,12 @@ struct EvaluateOptions {
 /// Flushes every batch in `state.batches` whose `due_ms` <= `state.now_ms`.
 [[nodiscard]] Decision flush_due(const RuleSet& rules, const State& state);
 
+/// Whether `rule`'s `in` selects `group`.
+[[nodiscard]] bool selects(const RuleSet& rules, const Rule& rule, const GroupInfo& group);
+/// One slot of a scheduled rule in one group (`state.group`, `state.now_ms`): its actions,
+/// keyed by tenant, rule, slot and group, so a slot is performed at most once per group.
+[[nodiscard]] Decision plan_scheduled(const Rule& rule, const State& state, const std::string& slot_key, const std::string& tenant,
+                                      const std::string& platform, const std::string& app);
 /// The rule trigger an event kind feeds, if any.
 [[nodiscard]] bool trigger_for(core::EventKind kind, Trigger& out) noexcept;
 

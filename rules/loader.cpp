@@ -469,7 +469,8 @@ private:
             return;
         }
         const std::size_t errors_before = result_.error_count();
-        check_keys(src, node, {"id", "description", "on", "in", "when", "unless", "do", "stop", "batch", "cooldown", "enabled", "wecom_template"},
+        check_keys(src, node, {"id", "description", "on", "in", "when", "unless", "do", "stop", "batch", "cooldown", "enabled", "wecom_template",
+                           "schedule"},
                    "a rule");
         Rule rule;
         rule.file = src.name;
@@ -490,27 +491,24 @@ private:
         }
         bool have_trigger = false;
         if (auto on = node["on"]; !on.IsDefined()) {
-            error(w, "rule without `on`: say what it reacts to (member_joined, member_left, message, contact_added)");
+            error(w, "rule without `on`: say what it reacts to (member_joined, member_left, message, contact_added, schedule)");
         } else if (auto v = scalar(src, on, w, "`on`")) {
             static const std::vector<std::pair<std::string_view, Trigger>> triggers{
                 {"member_joined", Trigger::member_joined},
                 {"member_left", Trigger::member_left},
                 {"message", Trigger::message},
                 {"contact_added", Trigger::contact_added},
+                {"schedule", Trigger::schedule},
             };
             for (const auto& [n, t] : triggers) if (*v == n) { rule.trigger = t; have_trigger = true; }
             if (!have_trigger) {
-                if (*v == "schedule") {
-                    error(at(src, on, w), "`on: schedule` is not supported by this version yet (scheduled posts come with the scheduler)");
+                std::string msg = "unknown trigger \"" + *v + "\"";
+                if (auto best = core::closest(*v, {"member_joined", "member_left", "message", "contact_added", "schedule"}); !best.empty()) {
+                    msg += "; did you mean \"" + best + "\"?";
                 } else {
-                    std::string msg = "unknown trigger \"" + *v + "\"";
-                    if (auto best = core::closest(*v, {"member_joined", "member_left", "message", "contact_added"}); !best.empty()) {
-                        msg += "; did you mean \"" + best + "\"?";
-                    } else {
-                        msg += " (triggers: member_joined, member_left, message, contact_added)";
-                    }
-                    error(at(src, on, w), std::move(msg));
+                    msg += " (triggers: member_joined, member_left, message, contact_added, schedule)";
                 }
+                error(at(src, on, w), std::move(msg));
             }
         }
         if (auto e = node["enabled"]; e.IsDefined()) {
@@ -555,12 +553,30 @@ private:
             }
         }
         if (auto c = node["cooldown"]; c.IsDefined()) compile_cooldown(src, c, w, rule);
+        if (auto sc = node["schedule"]; sc.IsDefined()) {
+            if (have_trigger && rule.trigger != Trigger::schedule) {
+                error(at(src, sc, w), "`schedule` says when an `on: schedule` rule fires; this rule is `on: " +
+                                          std::string(to_string(rule.trigger)) + "`");
+            } else {
+                compile_schedule(src, sc, w, rule);
+            }
+        } else if (have_trigger && rule.trigger == Trigger::schedule) {
+            error(w, "`on: schedule` needs `schedule:`, e.g. schedule: \"daily 09:00\" or a cron expression \"0 9 * * 1-5\"");
+        }
+        if (have_trigger && rule.trigger == Trigger::schedule) {
+            for (const char* key : {"when", "unless", "batch", "cooldown"}) {
+                if (auto n = node[key]; n.IsDefined()) {
+                    error(at(src, n, w), std::string("a scheduled rule has no event to test or merge: `") + key +
+                                             "` does not apply (choose its groups with `in`)");
+                }
+            }
+        }
 
         if (have_trigger) {
-            if (auto when = node["when"]; when.IsDefined()) {
+            if (auto when = node["when"]; when.IsDefined() && rule.trigger != Trigger::schedule) {
                 rule.has_when = compile_condition(src, when, w, rule, rule.when);
             }
-            if (auto unless = node["unless"]; unless.IsDefined()) {
+            if (auto unless = node["unless"]; unless.IsDefined() && rule.trigger != Trigger::schedule) {
                 rule.has_unless = compile_condition(src, unless, w, rule, rule.unless);
             }
             if (auto d = node["do"]; !d.IsDefined()) {
@@ -619,6 +635,49 @@ private:
         }
         rule.wecom_template = true;
         rule.template_text = std::move(text);
+    }
+
+    // `schedule: "daily 09:00"` or {at, tz, missed, grace, jitter}.
+    void compile_schedule(const Source& src, const YAML::Node& sc, const Where& w, Rule& rule)
+    {
+        auto& spec = rule.schedule;
+        // Constructed, never assigned: assigning a YAML::Node writes through to the node it refers to.
+        const YAML::Node at_node = sc.IsMap() ? sc["at"] : sc;
+        if (sc.IsMap()) {
+            check_keys(src, sc, {"at", "tz", "missed", "grace", "jitter"}, "a schedule");
+            if (!at_node.IsDefined()) {
+                error(at(src, sc, w), "a schedule needs `at`: \"daily 09:00\", \"mon,wed,fri 10:00\", \"at 2026-12-12 20:00\" or cron");
+                return;
+            }
+            if (auto tz = sc["tz"]; tz.IsDefined()) {
+                if (auto v = scalar(src, tz, w, "`tz`")) {
+                    if (!known_time_zone(*v)) error(at(src, tz, w), "unknown time zone \"" + *v + "\" (IANA names like Asia/Shanghai)");
+                    else spec.tz = *v;
+                }
+            }
+            if (auto m = sc["missed"]; m.IsDefined()) {
+                if (auto v = scalar(src, m, w, "`missed`")) {
+                    if (*v == "skip") spec.missed = ScheduleSpec::Missed::skip;
+                    else if (*v == "catch_up") spec.missed = ScheduleSpec::Missed::catch_up;
+                    else error(at(src, m, w), "`missed` is skip or catch_up, not \"" + *v + "\"");
+                }
+            }
+            auto duration = [&](const char* key, std::int64_t& out, std::int64_t max_ms) {
+                if (auto n = sc[key]; n.IsDefined()) {
+                    if (auto v = scalar(src, n, w, key)) {
+                        if (!parse_duration(*v, out) || out < 0 || out > max_ms) {
+                            error(at(src, n, w), std::string("`") + key + "`: \"" + *v + "\" is not a duration like 15m (at most " +
+                                                     std::to_string(max_ms / 3'600'000) + "h)");
+                        }
+                    }
+                }
+            };
+            duration("grace", spec.grace_ms, 24 * 3'600'000LL);
+            duration("jitter", spec.jitter_ms, 6 * 3'600'000LL);
+        }
+        if (auto v = scalar(src, at_node, w, "`schedule`")) {
+            if (auto problem = parse_schedule(*v, spec)) error(at(src, at_node, w), "schedule: " + *problem);
+        }
     }
 
     std::optional<bool> boolean(const Source& src, const YAML::Node& n, const Where& w, std::string_view what)
@@ -947,6 +1006,10 @@ private:
             }
             if (spec.kind == ActionSpec::Kind::welcome && rule.trigger != Trigger::contact_added) {
                 error(kw, "`welcome` is the 1:1 welcome of a new contact (on: contact_added); use `post` in groups");
+                continue;
+            }
+            if ((spec.kind == ActionSpec::Kind::assign_tag || spec.kind == ActionSpec::Kind::remove_tag) && rule.trigger == Trigger::schedule) {
+                error(kw, "a scheduled rule is about groups, not a member: `" + k + "` has no one to tag");
                 continue;
             }
             if (spec.kind == ActionSpec::Kind::post && rule.trigger == Trigger::contact_added) {

@@ -4,6 +4,7 @@
 /// the rule files, shared read-only between threads, replaced as a whole on reload.
 
 #include "rules/keyword_index.hpp"
+#include "rules/schedule.hpp"
 #include "rules/template.hpp"
 
 #include <cstdint>
@@ -19,8 +20,8 @@ class RE2;
 namespace qunbot::rules {
 
 /// What a rule reacts to.
-enum class Trigger : std::uint8_t { member_joined, member_left, message, contact_added };
-inline constexpr std::size_t trigger_count = 4;
+enum class Trigger : std::uint8_t { member_joined, member_left, message, contact_added, schedule };
+inline constexpr std::size_t trigger_count = 5;
 [[nodiscard]] std::string_view to_string(Trigger t) noexcept;
 
 /// A named selection of groups (`groups:`). Every given criterion must hold; each list matches
@@ -88,6 +89,8 @@ struct Rule {
     /// instead of being posted per join; `template_text` is its text with %NICKNAME%.
     bool wecom_template = false;
     std::string template_text;
+    /// `on: schedule`: when it fires (and the missed-slot policy); its groups come from `in`.
+    ScheduleSpec schedule;
 };
 
 /// The compiled, immutable rule set.

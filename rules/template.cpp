@@ -17,6 +17,8 @@ struct VarInfo {
 constexpr std::uint8_t bit(Trigger t) { return static_cast<std::uint8_t>(1u << static_cast<unsigned>(t)); }
 constexpr std::uint8_t joins = bit(Trigger::member_joined) | bit(Trigger::member_left);
 constexpr std::uint8_t every = joins | bit(Trigger::message) | bit(Trigger::contact_added);
+constexpr std::uint8_t in_group = joins | bit(Trigger::message) | bit(Trigger::schedule);
+constexpr std::uint8_t always = every | bit(Trigger::schedule);
 
 constexpr std::array<VarInfo, 16> vars{{
     {Var::member_name, "member.name", every},
@@ -25,16 +27,16 @@ constexpr std::array<VarInfo, 16> vars{{
     {Var::members_names, "members.names", joins},
     {Var::members_mentions, "members.mentions", joins},
     {Var::members_count, "members.count", joins},
-    {Var::group_name, "group.name", joins | bit(Trigger::message)},
-    {Var::group_id, "group.id", joins | bit(Trigger::message)},
-    {Var::group_member_count, "group.member_count", joins | bit(Trigger::message)},
-    {Var::group_owner, "group.owner", joins | bit(Trigger::message)},
-    {Var::now, "now", every},
+    {Var::group_name, "group.name", in_group},
+    {Var::group_id, "group.id", in_group},
+    {Var::group_member_count, "group.member_count", in_group},
+    {Var::group_owner, "group.owner", in_group},
+    {Var::now, "now", always},
     {Var::event_state, "event.state", bit(Trigger::contact_added)},
     {Var::event_scene, "event.scene", joins},
     {Var::message_text, "message.text", bit(Trigger::message)},
     {Var::staff_id, "staff.id", bit(Trigger::contact_added)},
-    {Var::rule_id, "rule.id", every},
+    {Var::rule_id, "rule.id", always},
 }};
 
 std::string_view trim(std::string_view s)

@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 3> migrations{
+constexpr std::array<std::string_view, 4> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -232,6 +232,28 @@ CREATE TABLE app_chats (
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (tenant, chat_id)
 ) WITHOUT ROWID;
+)sql",
+    // 4: schedules. `schedules` remembers each scheduled rule's timing and since when it holds
+    // (an edit restarts it, so the old trigger is gone at once); `schedule_slots` records every
+    // slot that fired (or was skipped), written in the same transaction as the slot's actions:
+    // a slot is planned at most once, whatever crashes or restarts.
+    R"sql(
+CREATE TABLE schedules (
+    rule_id  TEXT    PRIMARY KEY,
+    timing   TEXT    NOT NULL,
+    since_ms INTEGER NOT NULL
+);
+CREATE TABLE schedule_slots (
+    rule_id  TEXT    NOT NULL,
+    slot     TEXT    NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    fired_ms INTEGER NOT NULL,
+    status   TEXT    NOT NULL,
+    groups   INTEGER NOT NULL,
+    actions  INTEGER NOT NULL,
+    PRIMARY KEY (rule_id, slot)
+) WITHOUT ROWID;
+CREATE INDEX schedule_slots_by_time ON schedule_slots (rule_id, at_ms);
 )sql",
 };
 

@@ -172,7 +172,7 @@ bool drop_outbox(SQLite::Database& db, std::int64_t id, std::int64_t now_ms)
 void enqueue_action(SQLite::Database& db, const core::Action& a, std::int64_t now_ms)
 {
     SQLite::Statement st(db, "INSERT INTO outbox (idempotency_key, tenant, platform, app, kind, rule_id, group_id, target,"
-                             " action_json, cause_event_id, created_ms, not_after_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                             " action_json, cause_event_id, created_ms, not_after_ms, next_try_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
                              " ON CONFLICT (idempotency_key) DO NOTHING");
     st.bind(1, a.idempotency_key);
     st.bind(2, a.tenant);
@@ -186,6 +186,7 @@ void enqueue_action(SQLite::Database& db, const core::Action& a, std::int64_t no
     st.bind(10, a.cause_event_id);
     st.bind(11, now_ms);
     st.bind(12, a.not_after_ms);
+    st.bind(13, a.not_before_ms);
     st.exec();
 }
 

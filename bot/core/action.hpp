@@ -40,6 +40,7 @@ struct Action {
     std::vector<std::string> mentions; ///< members @-mentioned in `text`
     std::string welcome_code;
     std::int64_t not_after_ms = 0;     ///< deadline after which performing is pointless (0: none)
+    std::int64_t not_before_ms = 0;    ///< do not perform earlier (a schedule's jitter; 0: at once)
     std::int64_t cause_event_id = 0;   ///< inbox row that caused it (0 for timers)
 
     /// One-line JSON (stored in the outbox, printed by `rules test` / `explain`).

@@ -183,7 +183,9 @@ TEST_CASE("a broken edit is rejected as a whole while events flow; the last good
     const auto texts = bot.column("SELECT json_extract(action_json, '$.text') FROM outbox ORDER BY cause_event_id");
     const auto first_v2 = std::find(texts.begin(), texts.end(), "v2 价格见公告");
     REQUIRE(first_v2 != texts.end());
-    CHECK(std::distance(texts.begin(), first_v2) >= during_broken + 20);
+    // A message is decided after it is acknowledged, so the last few acknowledged before the fix
+    // may already meet v2; everything up to the broken edit and well past it met v1.
+    CHECK(std::distance(texts.begin(), first_v2) >= during_broken + 10);
     CHECK(std::all_of(texts.begin(), first_v2, [](const std::string& t) { return t == "v1 价格见公告"; }));
     CHECK(std::all_of(first_v2, texts.end(), [](const std::string& t) { return t == "v2 价格见公告"; }));
 }

@@ -156,7 +156,7 @@ rules:
     CHECK(has(r, "r.yaml:1:1: error: missing `version: 1` at the top of the file"));
     CHECK(has(r, "r.yaml:5:5: error: rule without `id`: give every rule a stable id (it keys counters and idempotency)"));
     CHECK(has(r, "r.yaml:6:23: error: keyword \"\u200b\" is empty after normalisation (only spaces or invisible characters)"));
-    CHECK(has(r, "r.yaml:9:9: error: `on: schedule` is not supported by this version yet (scheduled posts come with the scheduler)"));
+    CHECK(has(r, "r.yaml:8:5: error: `on: schedule` needs `schedule:`, e.g. schedule: \"daily 09:00\" or a cron expression \"0 9 * * 1-5\""));
     CHECK(has(r, "r.yaml:11:9: error: duplicate rule id \"same\", first used at r.yaml:8:9"));
     CHECK(has(r, "r.yaml:13:11: error: `stop` must be true or false"));
     CHECK(has(r, "r.yaml:14:9: error: `do` must list at least one action, e.g. - post: \"...\""));
@@ -302,4 +302,63 @@ rules:
     CHECK(has(r, "r.yaml:15:21: error: WeCom sends the template itself on every join in the groups that use it, so `when` cannot "
                  "apply to a `wecom_template` rule"));
     CHECK(has(r, "r.yaml:19:21: error: a `wecom_template` rule has exactly one action, a `post` (the template text)"));
+}
+
+TEST_CASE("scheduled rules: timing, zone, policies, and what they may not have", "[rules][loader][schedule]")
+{
+    const auto ok = load(R"(version: 1
+groups:
+  stores: { name_glob: "*门店*" }
+rules:
+  - id: morning
+    on: schedule
+    schedule: "daily 09:00"
+    in: stores
+    do:
+      - post: "{{ group.name }} 早安！今天是 {{ now | date: \"%m月%d日\" }}"
+  - id: flash-sale
+    on: schedule
+    schedule: { at: "mon,wed,fri 20:00", tz: America/New_York, missed: catch_up, grace: 15m, jitter: 2m }
+    do: [ { post: "秒杀开始" } ]
+)");
+    INFO(headlines(ok));
+    REQUIRE(ok.ok());
+    const auto* sale = ok.rules->find("flash-sale");
+    REQUIRE(sale != nullptr);
+    CHECK(sale->schedule.tz == "America/New_York");
+    CHECK(sale->schedule.missed == qunbot::rules::ScheduleSpec::Missed::catch_up);
+    CHECK(sale->schedule.grace_ms == 15 * 60'000);
+    CHECK(sale->schedule.jitter_ms == 2 * 60'000);
+    CHECK(ok.rules->find("morning")->schedule.tz == "Asia/Shanghai");
+
+    const auto bad = load(R"(version: 1
+rules:
+  - id: a
+    on: schedule
+    schedule: "dialy 09:00"
+    do: [ { post: "x" } ]
+  - id: b
+    on: schedule
+    schedule: { at: "daily 09:00", tz: Asia/Shanghia, missed: later }
+    when: { contains: [x] }
+    do: [ { assign_tag: vip }, { post: "{{ member.name }}" } ]
+  - id: c
+    on: message
+    schedule: "daily 09:00"
+    when: { contains: [x] }
+    do: [ { reply: "x" } ]
+)");
+    INFO(headlines(bad));
+    CHECK_FALSE(bad.ok());
+    CHECK(has(bad, "r.yaml:5:15: error: schedule: \"dialy\": expected daily, weekdays, weekends or days like mon,wed,fri"));
+    CHECK(has(bad, "r.yaml:9:40: error: unknown time zone \"Asia/Shanghia\" (IANA names like Asia/Shanghai)"));
+    CHECK(has(bad, "r.yaml:9:63: error: `missed` is skip or catch_up, not \"later\""));
+    CHECK(has(bad, "r.yaml:10:11: error: a scheduled rule has no event to test or merge: `when` does not apply (choose its groups with `in`)"));
+    CHECK(has(bad, "r.yaml:11:13: error: a scheduled rule is about groups, not a member: `assign_tag` has no one to tag"));
+    CHECK(has(bad, "r.yaml:14:15: error: `schedule` says when an `on: schedule` rule fires; this rule is `on: message`"));
+    bool member_name_refused = false;
+    for (const auto& d : bad.diagnostics) {
+        if (d.headline().find("member.name") != std::string::npos && d.headline().find("r.yaml:11:") == 0) member_name_refused = true;
+    }
+    CHECK(member_name_refused);
 }
