@@ -5,12 +5,14 @@
 #include "bot/config.hpp"
 #include "bot/http_client.hpp"
 #include "bot/rule_tests.hpp"
+#include "bot/scheduler.hpp"
 #include "bot/service.hpp"
 #include "rules/loader.hpp"
 #include "storage/activity.hpp"
 #include "storage/database.hpp"
 #include "storage/outbox.hpp"
 #include "storage/rule_state.hpp"
+#include "storage/schedule_state.hpp"
 
 #include <CLI/CLI.hpp>
 #include <SQLiteCpp/Database.h>
@@ -20,6 +22,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -409,6 +412,97 @@ int run_outbox(const std::string& verb, OutboxArgs args)
     return 0;
 }
 
+struct ScheduleArgs {
+    std::string config;
+    std::string rules;
+    std::string database;
+    std::string id;
+    int days = 7;
+    bool now = false;
+    std::string run_id;
+    std::size_t limit = 20;
+};
+
+// `qunbot schedule list|next|history|run`: the schedules of the rule directory, over the groups
+// the database knows.
+int run_schedule(const std::string& verb, ScheduleArgs args)
+{
+    auto config = bot::load_config(args.config);
+    if (!config) return fail(config.error().message);
+    if (args.rules.empty()) args.rules = config->rules.dir;
+    if (args.database.empty()) args.database = config->database;
+    auto loaded = rules::load_rules(args.rules);
+    if (!loaded.ok()) {
+        for (const auto& d : loaded.diagnostics) std::cerr << d.format() << "\n";
+        return fail("the rules in " + args.rules + " have errors");
+    }
+    const auto& set = *loaded.rules;
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const int offset = config->rules.utc_offset_minutes * 60;
+    std::vector<storage::ScheduleTarget> targets;
+    try {
+        targets = storage::schedule_targets(*storage::open_for_reading(args.database));
+    } catch (const std::exception& e) {
+        return fail("cannot read " + args.database + ": " + e.what());
+    }
+    auto count_targets = [&](const rules::Rule& r) {
+        std::size_t n = 0;
+        for (const auto& t : targets) n += rules::selects(set, r, t.group) ? 1 : 0;
+        return n;
+    };
+    const rules::Rule* chosen = nullptr;
+    if (!args.id.empty()) {
+        chosen = set.find(args.id);
+        if (!chosen || chosen->trigger != rules::Trigger::schedule) return fail("no scheduled rule \"" + args.id + "\" in " + args.rules);
+    }
+    if (verb == "list") {
+        for (const auto& r : set.rules) {
+            if (r.trigger != rules::Trigger::schedule) continue;
+            const auto next = rules::next_slot(r.schedule, now);
+            std::cout << r.id << "  \"" << r.schedule.text << "\"  " << r.schedule.tz << "  missed="
+                      << (r.schedule.missed == rules::ScheduleSpec::Missed::skip ? "skip" : "catch_up") << "  groups=" << count_targets(r)
+                      << "  next " << (next ? rules::format_local(next->at_ms, r.schedule.tz) : std::string("never")) << "  ("
+                      << r.file << ":" << r.line << ")\n";
+        }
+        return 0;
+    }
+    if (verb == "next") {
+        std::vector<std::tuple<std::int64_t, const rules::Rule*, std::string>> firings;
+        const std::int64_t until = now + static_cast<std::int64_t>(args.days) * 86'400'000;
+        for (const auto& r : set.rules) {
+            if (r.trigger != rules::Trigger::schedule) continue;
+            for (auto s = rules::next_slot(r.schedule, now); s && s->at_ms <= until && firings.size() < 10'000;
+                 s = rules::next_slot(r.schedule, s->at_ms)) {
+                firings.emplace_back(s->at_ms, &r, s->key);
+            }
+        }
+        std::sort(firings.begin(), firings.end(), [](const auto& a, const auto& b) { return std::get<0>(a) < std::get<0>(b); });
+        for (const auto& [at, r, key] : firings) {
+            std::cout << rules::format_local(at, r->schedule.tz) << "  " << r->id << "  groups=" << count_targets(*r) << "\n";
+        }
+        return 0;
+    }
+    if (verb == "history") {
+        auto db = storage::open_for_reading(args.database);
+        for (const auto& h : storage::slot_history(*db, args.id, args.limit)) {
+            std::cout << h.slot << "  " << h.status << "  at " << local_time(h.at_ms) << "  recorded " << local_time(h.fired_ms)
+                      << "  groups=" << h.groups << "  actions=" << h.actions << "\n";
+        }
+        return 0;
+    }
+    // run
+    if (!args.now) return fail("`schedule run` needs --now (a manual run now, outside the schedule)");
+    if (args.run_id.empty()) args.run_id = std::to_string(now);
+    const auto f = bot::run_schedule_now(args.database, set, *chosen, args.run_id, now, offset);
+    if (f.status == "already") {
+        std::cout << "run " << args.run_id << " of " << f.rule_id << " happened before: nothing done\n";
+        return 0;
+    }
+    std::cout << "ran " << f.rule_id << " as " << f.slot << ": " << f.groups << " group(s), " << f.actions
+              << " action(s) in the outbox (the running bot delivers them)\n";
+    return 0;
+}
+
 struct AppchatArgs {
     std::string config;
     std::string app;
@@ -558,6 +652,32 @@ int main(int argc, char** argv)
     appchat_create->add_option("--users", appchat_args.users, "Members, comma-separated userids (at least 2)")->required();
     appchat_create->add_option("--chatid", appchat_args.chat_id, "Chat id to use (0-9a-zA-Z, at most 32); WeCom makes one otherwise");
 
+    ScheduleArgs schedule_args;
+    std::string schedule_verb;
+    auto* schedule_cmd = cli.add_subcommand("schedule", "Scheduled rules: list, next firings, history, manual run");
+    schedule_cmd->require_subcommand(1);
+    schedule_cmd->add_option("--config", schedule_args.config, "Configuration (rule directory, database)");
+    schedule_cmd->add_option("--rules", schedule_args.rules, "Rule directory (overrides the configuration)");
+    schedule_cmd->add_option("--db", schedule_args.database, "SQLite database path (overrides the configuration)");
+    schedule_cmd->add_subcommand("list", "Every scheduled rule with its timing, groups and next firing")->callback([&] { schedule_verb = "list"; });
+    auto* next_cmd = schedule_cmd->add_subcommand("next", "The next firings with their local times and target counts");
+    next_cmd->add_option("--days", schedule_args.days, "How far ahead")->check(CLI::Range(1, 366));
+    next_cmd->callback([&] { schedule_verb = "next"; });
+    auto* history_cmd = schedule_cmd->add_subcommand("history", "Slots of one scheduled rule: fired, skipped, manual");
+    history_cmd->add_option("id", schedule_args.id, "Rule id")->required();
+    history_cmd->add_option("--limit", schedule_args.limit, "At most this many");
+    history_cmd->callback([&] { schedule_verb = "history"; });
+    auto* run_cmd = schedule_cmd->add_subcommand("run", "Run a scheduled rule now (exactly once per --run-id)");
+    run_cmd->add_option("id", schedule_args.id, "Rule id")->required();
+    run_cmd->add_flag("--now", schedule_args.now, "Run it now");
+    run_cmd->add_option("--run-id", schedule_args.run_id, "Names this manual run (default: the current time)");
+    run_cmd->callback([&] { schedule_verb = "run"; });
+
+    // `qunbot schedule next --db X` as well as `qunbot schedule --db X next`.
+    for (auto* parent : {schedule_cmd, outbox_cmd}) {
+        for (auto* sub : parent->get_subcommands({})) sub->fallthrough();
+    }
+
     CLI11_PARSE(cli, argc, argv);
     try {
         if (*serve_cmd) return run_serve(serve);
@@ -569,6 +689,7 @@ int main(int argc, char** argv)
         if (*tags_cmd) return run_tags(tag_verb, tag_args);
         if (*outbox_cmd) return run_outbox(outbox_verb, outbox_args);
         if (*appchat_create) return run_appchat_create(appchat_args);
+        if (*schedule_cmd) return run_schedule(schedule_verb, schedule_args);
     } catch (const std::exception& e) {
         // The one task boundary of the command-line tools.
         return fail(std::string("unexpected error: ") + e.what(), 70);

@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <set>
@@ -548,4 +549,65 @@ TEST_CASE("the directory follows group change events: a rename callback brings t
                    ->execAndGet("SELECT present FROM group_members WHERE group_id = 'wrRENAMED' AND member_id = 'wmMEMBERaaaaaaaaaaaaaaa1'")
                    .getInt() == 0;
     }));
+}
+
+TEST_CASE("a scheduled slot survives a SIGKILL between planning and delivery: planned once, delivered once", "[schedule][process]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    for (int i = 0; i < 40; ++i) fake.add_group({"wrSLOT" + std::to_string(i), "门店福利群" + std::to_string(i), "owner" + std::to_string(i), {}, {}});
+    // A one-shot slot a few seconds from now, local China time.
+    const std::time_t at = static_cast<std::time_t>(now_ms() / 1000 + 6 + 8 * 3600);
+    std::tm tm{};
+    gmtime_r(&at, &tm);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    std::filesystem::create_directories(dir.path() / "rules");
+    test::write_file(dir.file("rules/sale.yaml"), std::string("version: 1\ngroups:\n  stores: { name_glob: \"*门店福利群*\" }\nrules:\n"
+                                                              "  - id: flash\n    on: schedule\n    schedule: \"at ") +
+                                                      when + "\"\n    in: stores\n    do: [ { post: \"{{ group.name }} 秒杀开始\" } ]\n");
+    const auto config = write_api_config(dir, fake);
+    const auto db = dir.file("q.db");
+    auto count = [&](const std::string& sql) {
+        try {
+            return storage::open_for_reading(db)->execAndGet(sql).getInt64();
+        } catch (const std::exception&) {
+            return std::int64_t{-1};
+        }
+    };
+
+    std::optional<test::Child> child;
+    test::start_server(child, config);
+    REQUIRE(eventually([&] { return count("SELECT count(*) FROM chat_groups WHERE owner <> ''") == 40; }, 5s)); // before the slot
+    fake.set_latency(150ms);
+    REQUIRE(eventually([&] { return fake.effects("externalcontact/add_msg_template").size() >= 5; }, 20s));
+    child->signal(SIGKILL);
+    REQUIRE(child->wait_exit(10s).has_value());
+    CHECK(count("SELECT count(*) FROM schedule_slots WHERE rule_id = 'flash'") == 1);
+    CHECK(count("SELECT count(*) FROM outbox WHERE kind = 'post'") == 40); // the whole slot was planned in one commit
+    CHECK(count("SELECT count(*) FROM outbox WHERE kind = 'post' AND status = 'done'") < 40); // and not yet delivered
+
+    fake.set_latency(0ms);
+    test::start_server(child, config);
+    REQUIRE(eventually([&] { return settled(counts(db)) && count("SELECT count(*) FROM outbox WHERE kind = 'post' AND status IN ('done', 'check')") == 40; }));
+    CHECK(count("SELECT count(*) FROM schedule_slots WHERE rule_id = 'flash'") == 1); // not planned again
+    CHECK(count("SELECT count(*) FROM outbox WHERE kind = 'post'") == 40);
+    std::map<std::string, int> per_group;
+    for (const auto& e : fake.effects("externalcontact/add_msg_template")) {
+        for (const auto& g : e.body["chat_id_list"]) ++per_group[g.get<std::string>()];
+        CHECK(e.body["text"]["content"].get<std::string>().find("秒杀开始") != std::string::npos);
+    }
+    for (const auto& [g, n] : per_group) CHECK(n == 1);
+    const auto checks = count("SELECT count(*) FROM outbox WHERE kind = 'post' AND status = 'check'");
+    CHECK(checks <= 8);
+    CHECK(static_cast<std::int64_t>(per_group.size()) >= 40 - checks);
+
+    // The history and the next firings, as ops see them.
+    test::Child history({QUNBOT_BINARY, "schedule", "history", "flash", "--config", config});
+    (void)history.wait_for_line("\x01 read to the end", 10s);
+    REQUIRE(history.wait_exit(10s) == 0);
+    CHECK(history.out().find("fired") != std::string::npos);
+    CHECK(history.out().find("groups=40  actions=40") != std::string::npos);
+    child->signal(SIGTERM);
+    CHECK(child->wait_exit(10s) == 0);
 }
