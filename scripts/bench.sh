@@ -9,17 +9,23 @@
 # (bench/rules_engine.cpp).
 # `scripts/bench.sh delivery [N]`: an in-process bot drains N outbox actions into the fake WeCom
 # server over TLS on loopback (bench/delivery_drain.cpp).
+# `scripts/bench.sh schedule [N]`: plans one schedule slot over N groups (default 100,000) and
+# commits it (bench/schedule_plan.cpp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-intake}
 seconds=${2:-10}
-case "$what" in intake|micro|rules|delivery) ;; *) echo "usage: scripts/bench.sh intake [SECONDS] | micro | rules | delivery [N]" >&2; exit 2 ;; esac
+case "$what" in intake|micro|rules|delivery|schedule) ;; *) echo "usage: scripts/bench.sh intake [SECONDS] | micro | rules | delivery [N] | schedule [N]" >&2; exit 2 ;; esac
 
 ./scripts/install_deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 if [ "$what" = micro ]; then
   cmake --build build --target qunbot_bench
   exec ./build/bench/qunbot_bench --benchmark_filter=-rules_
+fi
+if [ "$what" = schedule ]; then
+  cmake --build build --target qunbot_schedule_plan
+  exec ./build/bench/qunbot_schedule_plan "${2:-100000}"
 fi
 if [ "$what" = delivery ]; then
   cmake --build build --target qunbot_delivery_drain

@@ -169,25 +169,35 @@ bool drop_outbox(SQLite::Database& db, std::int64_t id, std::int64_t now_ms)
     return st.exec() > 0;
 }
 
-void enqueue_action(SQLite::Database& db, const core::Action& a, std::int64_t now_ms)
+void enqueue_actions(SQLite::Database& db, const std::vector<core::Action>& actions, std::int64_t now_ms)
 {
+    if (actions.empty()) return;
+    // One prepared statement for all of them: a schedule slot can bring 100,000.
     SQLite::Statement st(db, "INSERT INTO outbox (idempotency_key, tenant, platform, app, kind, rule_id, group_id, target,"
                              " action_json, cause_event_id, created_ms, not_after_ms, next_try_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
                              " ON CONFLICT (idempotency_key) DO NOTHING");
-    st.bind(1, a.idempotency_key);
-    st.bind(2, a.tenant);
-    st.bind(3, a.platform);
-    st.bind(4, a.app);
-    st.bind(5, std::string(core::to_string(a.kind)));
-    st.bind(6, a.rule_id);
-    st.bind(7, a.group_id);
-    st.bind(8, a.target);
-    st.bind(9, a.to_json());
-    st.bind(10, a.cause_event_id);
-    st.bind(11, now_ms);
-    st.bind(12, a.not_after_ms);
-    st.bind(13, a.not_before_ms);
-    st.exec();
+    for (const auto& a : actions) {
+        st.bind(1, a.idempotency_key);
+        st.bind(2, a.tenant);
+        st.bind(3, a.platform);
+        st.bind(4, a.app);
+        st.bind(5, std::string(core::to_string(a.kind)));
+        st.bind(6, a.rule_id);
+        st.bind(7, a.group_id);
+        st.bind(8, a.target);
+        st.bind(9, a.to_json());
+        st.bind(10, a.cause_event_id);
+        st.bind(11, now_ms);
+        st.bind(12, a.not_after_ms);
+        st.bind(13, a.not_before_ms);
+        st.exec();
+        st.reset();
+    }
+}
+
+void enqueue_action(SQLite::Database& db, const core::Action& action, std::int64_t now_ms)
+{
+    enqueue_actions(db, std::vector<core::Action>{action}, now_ms);
 }
 
 int mass_send_used(SQLite::Database& db, const std::string& tenant, const std::string& app, const std::string& group_id,

@@ -64,6 +64,7 @@ bool retry_outbox(SQLite::Database& db, std::int64_t id, std::int64_t now_ms);
 bool drop_outbox(SQLite::Database& db, std::int64_t id, std::int64_t now_ms);
 /// Adds a follow-up action (an owner notice); keyed by its idempotency key like any other.
 void enqueue_action(SQLite::Database& db, const core::Action& action, std::int64_t now_ms);
+void enqueue_actions(SQLite::Database& db, const std::vector<core::Action>& actions, std::int64_t now_ms);
 
 // The WeCom adapter's small tables.
 

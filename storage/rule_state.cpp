@@ -331,7 +331,7 @@ void apply_decision(SQLite::Database& db, const rules::Decision& d, const std::s
         bool changed = false;
         record_tag(db, tenant, t.member, t.tag, t.add, "rule", t.rule_id, t.reason, now_ms, changed);
     }
-    for (const auto& a : d.actions) enqueue_action(db, a, now_ms);
+    enqueue_actions(db, d.actions, now_ms);
     // Expired cooldowns are dead weight; dropping a few per decision keeps the table small.
     SQLite::Statement prune(db, "DELETE FROM cooldowns WHERE rowid IN (SELECT rowid FROM cooldowns WHERE until_ms < ? LIMIT 16)");
     prune.bind(1, now_ms);

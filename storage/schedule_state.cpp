@@ -43,7 +43,7 @@ bool record_slot(SQLite::Database& db, const SlotRecord& slot, const std::vector
     st.bind(6, slot.groups);
     st.bind(7, static_cast<std::int64_t>(actions.size()));
     if (st.exec() == 0) return false;
-    for (const auto& a : actions) enqueue_action(db, a, now_ms);
+    enqueue_actions(db, actions, now_ms);
     return true;
 }
 
