@@ -357,7 +357,7 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
                     continue;
                 }
                 // Same app and text: one task (per owner) for all of them, with one API call.
-                auto key = std::make_tuple(&app, a.text);
+                auto key = std::make_tuple(&app, a.text + '\x1f' + a.attachments);
                 if (auto m = mass_index.find(key); m != mass_index.end() && jobs[m->second].rows.size() < max_chat_ids) {
                     mass_in_flight.insert(slot);
                     claims.emplace_back(row.id, "");
@@ -391,7 +391,7 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             if (mass) {
                 job.mass = true;
                 mass_in_flight.insert(app.config.name + "/" + a.group_id + "/" + std::to_string(job.day));
-                mass_index[std::make_tuple(&app, a.text)] = jobs.size();
+                mass_index[std::make_tuple(&app, a.text + '\x1f' + a.attachments)] = jobs.size();
             }
             claims.emplace_back(row.id, rate_keys);
             job.rows.push_back(std::move(row));
@@ -496,7 +496,7 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             std::vector<std::string> groups;
             for (auto i : idx) groups.push_back(job.rows[i].action.group_id);
             const auto& first = job.rows[idx.front()].action;
-            auto out = co_await wecom::perform_mass_send(*app.api, first.tenant, app.config.name, owner, groups, first.text);
+            auto out = co_await wecom::perform_mass_send(*app.api, first.tenant, app.config.name, owner, groups, first.text, first.attachments);
             for (std::size_t k = 0; k < idx.size(); ++k) {
                 outcomes[idx[k]] = out;
                 if (k > 0) outcomes[idx[k]].follow_ups.clear(); // one notice per task

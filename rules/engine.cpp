@@ -335,6 +335,7 @@ void emit(const Rule& rule, const RenderInput& in, const std::string& key_base,
         case ActionSpec::Kind::post:
             a.kind = core::ActionKind::post;
             a.text = render(spec.body, in, &a.mentions);
+            a.attachments = spec.attachments;
             a.idempotency_key = key;
             d.actions.push_back(std::move(a));
             ++produced;

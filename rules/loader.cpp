@@ -3,6 +3,7 @@
 #include "bot/core/suggest.hpp"
 #include "rules/text.hpp"
 
+#include <nlohmann/json.hpp>
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
@@ -1016,6 +1017,10 @@ private:
                 error(kw, "contact_added is a 1:1 event with no group to post in; use `welcome`");
                 continue;
             }
+            if (spec.kind == ActionSpec::Kind::post && value.IsMap()) {
+                if (compile_rich_post(src, value, kw, rule, spec)) rule.actions.push_back(std::move(spec));
+                continue;
+            }
             if (!value.IsScalar() || value.Scalar().empty()) {
                 error(at(src, value, kw), "`" + k + "` needs " +
                                               (spec.kind == ActionSpec::Kind::assign_tag || spec.kind == ActionSpec::Kind::remove_tag ? "a tag name" : "the message text"));
@@ -1032,6 +1037,66 @@ private:
             }
             rule.actions.push_back(std::move(spec));
         }
+    }
+
+    // `post: { text, image, link: {title, url, desc, picurl}, miniprogram: {title, appid, page,
+    // pic_media_id} }`: text and/or content, validated here, sent by the adapter as it can.
+    bool compile_rich_post(const Source& src, const YAML::Node& value, const Where& kw, const Rule& rule, ActionSpec& spec)
+    {
+        const std::size_t errors_before = result_.error_count();
+        check_keys(src, value, {"text", "image", "link", "miniprogram"}, "a post");
+        if (auto t = value["text"]; t.IsDefined()) {
+            if (!t.IsScalar()) error(at(src, t, kw), "`text` must be a string");
+            else spec.body = compile_template(src, t, kw, rule.trigger);
+        }
+        nlohmann::json items = nlohmann::json::array();
+        auto url = [&](const YAML::Node& n, const char* what) -> std::string {
+            if (!n.IsDefined()) return {};
+            if (!n.IsScalar() || !(n.Scalar().starts_with("https://") || n.Scalar().starts_with("http://"))) {
+                error(at(src, n, kw), std::string("`") + what + "` must be an http(s) URL");
+                return {};
+            }
+            return n.Scalar();
+        };
+        auto required = [&](const YAML::Node& parent, const char* key, const char* what) -> std::string {
+            auto n = parent[key];
+            if (!n.IsDefined() || !n.IsScalar() || n.Scalar().empty()) {
+                error(at(src, n.IsDefined() ? n : parent, kw), std::string(what) + " needs `" + key + "`");
+                return {};
+            }
+            return n.Scalar();
+        };
+        if (auto img = value["image"]; img.IsDefined()) {
+            if (auto u = url(img, "image"); !u.empty()) items.push_back({{"type", "image"}, {"url", u}});
+        }
+        if (auto link = value["link"]; link.IsDefined()) {
+            if (!link.IsMap()) {
+                error(at(src, link, kw), "`link` is {title, url, desc, picurl}");
+            } else {
+                check_keys(src, link, {"title", "url", "desc", "picurl"}, "a link card");
+                nlohmann::json l{{"type", "link"}, {"title", required(link, "title", "a link card")}};
+                if (auto u = url(link["url"], "url"); !u.empty()) l["url"] = u;
+                else if (!link["url"].IsDefined()) error(at(src, link, kw), "a link card needs `url`");
+                if (auto d = link["desc"]; d.IsDefined() && d.IsScalar()) l["desc"] = d.Scalar();
+                if (auto p = url(link["picurl"], "picurl"); !p.empty()) l["picurl"] = p;
+                items.push_back(std::move(l));
+            }
+        }
+        if (auto mp = value["miniprogram"]; mp.IsDefined()) {
+            if (!mp.IsMap()) {
+                error(at(src, mp, kw), "`miniprogram` is {title, appid, page, pic_media_id}");
+            } else {
+                check_keys(src, mp, {"title", "appid", "page", "pic_media_id"}, "a mini-program card");
+                items.push_back({{"type", "miniprogram"},
+                                 {"title", required(mp, "title", "a mini-program card")},
+                                 {"appid", required(mp, "appid", "a mini-program card")},
+                                 {"page", required(mp, "page", "a mini-program card")},
+                                 {"pic_media_id", required(mp, "pic_media_id", "a mini-program card")}});
+            }
+        }
+        if (spec.body.empty() && items.empty()) error(at(src, value, kw), "a post needs `text` or content (image, link, miniprogram)");
+        if (!items.empty()) spec.attachments = items.dump();
+        return result_.error_count() == errors_before;
     }
 
     // Compiles a template and maps each error's offset in the value back to the file. The raw

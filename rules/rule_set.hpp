@@ -64,6 +64,9 @@ struct ActionSpec {
     enum class Kind : std::uint8_t { post, reply, welcome, assign_tag, remove_tag };
     Kind kind = Kind::post;
     Template body; ///< message text, or the tag name (tags may use variables too)
+    /// `post` with content beyond text: a JSON array of {"type": "image"|"link"|"miniprogram", …}
+    /// (platform-neutral; adapters map it, or degrade it where their platform cannot send it).
+    std::string attachments;
 };
 [[nodiscard]] std::string_view to_string(ActionSpec::Kind k) noexcept;
 

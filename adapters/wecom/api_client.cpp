@@ -216,16 +216,20 @@ awaitable<ApiResult<Json>> groupchat_get(ApiClient& api, std::string chat_id)
 }
 
 awaitable<ApiResult<Json>> add_group_msg_template(ApiClient& api, std::string sender, std::vector<std::string> chat_ids,
-                                                  std::string text)
+                                                  std::string text, Json attachments)
 {
-    Json body{{"chat_type", "group"}, {"sender", sender}, {"chat_id_list", chat_ids}, {"text", {{"content", text}}}};
+    Json body{{"chat_type", "group"}, {"sender", sender}, {"chat_id_list", chat_ids}};
+    if (!text.empty()) body["text"] = {{"content", text}};
+    if (!attachments.empty()) body["attachments"] = std::move(attachments);
     return api.post("externalcontact/add_msg_template", std::move(body), false);
 }
 
 awaitable<ApiResult<Json>> add_single_msg_template(ApiClient& api, std::string sender, std::vector<std::string> external_userids,
-                                                   std::string text)
+                                                   std::string text, Json attachments)
 {
-    Json body{{"chat_type", "single"}, {"sender", sender}, {"external_userid", external_userids}, {"text", {{"content", text}}}};
+    Json body{{"chat_type", "single"}, {"sender", sender}, {"external_userid", external_userids}};
+    if (!text.empty()) body["text"] = {{"content", text}};
+    if (!attachments.empty()) body["attachments"] = std::move(attachments);
     return api.post("externalcontact/add_msg_template", std::move(body), false);
 }
 

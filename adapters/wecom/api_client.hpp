@@ -90,11 +90,14 @@ boost::asio::awaitable<ApiResult<Json>> groupchat_list(ApiClient& api, std::stri
 /// §4.2 groupchat/get with need_name=1.
 boost::asio::awaitable<ApiResult<Json>> groupchat_get(ApiClient& api, std::string chat_id);
 /// §4.3 add_msg_template for customer groups: a mass-send task `sender` must confirm.
+/// `attachments` is WeCom's attachments array (image/link/miniprogram items), possibly empty.
 boost::asio::awaitable<ApiResult<Json>> add_group_msg_template(ApiClient& api, std::string sender,
-                                                               std::vector<std::string> chat_ids, std::string text);
+                                                               std::vector<std::string> chat_ids, std::string text,
+                                                               Json attachments = Json::array());
 /// §4.3 add_msg_template to customers 1:1 through `sender`.
 boost::asio::awaitable<ApiResult<Json>> add_single_msg_template(ApiClient& api, std::string sender,
-                                                                std::vector<std::string> external_userids, std::string text);
+                                                                std::vector<std::string> external_userids, std::string text,
+                                                                Json attachments = Json::array());
 /// §4.3 get_groupmsg_send_result: did `userid` send task `msgid`?
 boost::asio::awaitable<ApiResult<Json>> get_groupmsg_send_result(ApiClient& api, std::string msgid, std::string userid,
                                                                  std::string cursor);

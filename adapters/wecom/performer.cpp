@@ -101,6 +101,69 @@ Json owner_card(const core::Action& a, const Context& c)
 
 } // namespace
 
+Json template_attachments(const std::string& attachments)
+{
+    Json out = Json::array();
+    const auto items = Json::parse(attachments.empty() ? "[]" : attachments, nullptr, false);
+    if (!items.is_array()) return out;
+    for (const auto& it : items) {
+        const auto type = it.value("type", std::string());
+        if (type == "image") {
+            out.push_back({{"msgtype", "image"}, {"image", {{"pic_url", it.value("url", std::string())}}}});
+        } else if (type == "link") {
+            Json l{{"title", it.value("title", std::string())}, {"url", it.value("url", std::string())}};
+            if (it.contains("desc")) l["desc"] = it["desc"];
+            if (it.contains("picurl")) l["picurl"] = it["picurl"];
+            out.push_back({{"msgtype", "link"}, {"link", l}});
+        } else if (type == "miniprogram") {
+            out.push_back({{"msgtype", "miniprogram"},
+                           {"miniprogram",
+                            {{"title", it.value("title", std::string())}, {"pic_media_id", it.value("pic_media_id", std::string())},
+                             {"appid", it.value("appid", std::string())}, {"page", it.value("page", std::string())}}}});
+        }
+    }
+    return out;
+}
+
+Json single_message(const core::Action& a, bool robot, std::string& degraded)
+{
+    degraded.clear();
+    const auto items = Json::parse(a.attachments.empty() ? "[]" : a.attachments, nullptr, false);
+    std::string text = a.text;
+    Json article;
+    if (items.is_array()) {
+        for (const auto& it : items) {
+            const auto type = it.value("type", std::string());
+            if (type == "link" && article.is_null()) {
+                article = {{"title", it.value("title", std::string())}, {"url", it.value("url", std::string())},
+                           {"description", it.value("desc", std::string())}};
+                if (it.contains("picurl")) article["picurl"] = it["picurl"];
+            } else if (type == "image" && article.is_null()) {
+                const auto url = it.value("url", std::string());
+                article = {{"title", text.empty() ? std::string("图片") : text}, {"url", url}, {"picurl", url}, {"description", ""}};
+                degraded += "image sent as a news card (this API needs an uploaded media_id); ";
+            } else if (type == "miniprogram") {
+                text += (text.empty() ? "" : "\n") + std::string("（小程序：") + it.value("title", std::string()) + "）";
+                degraded += "mini-program card named in the text (this API cannot send one); ";
+            } else {
+                degraded += "extra " + type + " dropped (one card per message here); ";
+            }
+        }
+    }
+    if (article.is_null()) {
+        Json msg = text_message(text);
+        if (robot && !a.mentions.empty()) msg["text"]["mentioned_list"] = a.mentions;
+        return msg;
+    }
+    // One message, so a resend can never leave half of it behind: the text goes into the card.
+    if (!text.empty() && article.value("title", std::string()) != text) {
+        const auto desc = article.value("description", std::string());
+        article["description"] = desc.empty() ? text : text + "\n" + desc;
+    }
+    if (!degraded.empty()) degraded.resize(degraded.size() - 2);
+    return Json{{"msgtype", "news"}, {"news", {{"articles", Json::array({article})}}}};
+}
+
 awaitable<ApiResult<std::string>> resolve_tag(ApiClient& api, std::string name, bool create)
 {
     auto list = co_await get_corp_tag_list(api);
@@ -129,18 +192,19 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
     switch (a.kind) {
     case K::post:
     case K::reply: {
+        std::string degraded;
+        const auto note = [&degraded] { return degraded.empty() ? std::string() : " (degraded: " + degraded + ")"; };
         if (c.kind == GroupKind::app_chat) {
-            Json msg = text_message(a.text);
+            Json msg = single_message(a, false, degraded);
             auto res = co_await appchat_send(api, a.group_id, std::move(msg));
             if (!res) co_return fail(res.error());
-            co_return done("appchat/send to " + a.group_id);
+            co_return done("appchat/send to " + a.group_id + note());
         }
         if (c.kind == GroupKind::robot) {
-            Json msg = text_message(a.text);
-            if (!a.mentions.empty()) msg["text"]["mentioned_list"] = a.mentions;
+            Json msg = single_message(a, true, degraded);
             auto res = co_await api.webhook(c.robot_key, msg);
             if (!res) co_return fail(res.error());
-            co_return done("webhook/send to the robot of " + a.group_id);
+            co_return done("webhook/send to the robot of " + a.group_id + note());
         }
         if (c.kind == GroupKind::customer) {
             Outcome o;
@@ -156,12 +220,13 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
                 co_return o;
             }
             std::vector<std::string> to{a.target}; // a local: g++ 12 cannot keep braced lists across co_await
-            auto res = co_await add_single_msg_template(api, c.staff, std::move(to), a.text);
+            Json attachments = template_attachments(a.attachments);
+            auto res = co_await add_single_msg_template(api, c.staff, std::move(to), a.text, std::move(attachments));
             if (!res) co_return fail(res.error());
             co_return done("1:1 mass-send task " + res->value("msgid", std::string()) + " for " + c.staff + " to confirm");
         }
         std::vector<std::string> to{a.target};
-        Json msg = text_message(a.text);
+        Json msg = single_message(a, false, degraded);
         auto res = co_await message_send(api, std::move(to), std::move(msg), c.duplicate_check_s);
         if (!res) co_return fail(res.error());
         if (const auto invalid = res->value("invaliduser", std::string()); !invalid.empty()) {
@@ -170,7 +235,7 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
             o.result = "message/send: recipient not valid for this app: " + invalid;
             co_return o;
         }
-        co_return done("message/send to " + a.target + " (" + res->value("msgid", std::string()) + ")");
+        co_return done("message/send to " + a.target + " (" + res->value("msgid", std::string()) + ")" + note());
     }
     case K::send_welcome: {
         auto res = co_await send_welcome_msg(api, a.welcome_code, a.text);
@@ -246,9 +311,10 @@ awaitable<Outcome> perform(ApiClient& api, core::Action a, Context c)
 }
 
 awaitable<Outcome> perform_mass_send(ApiClient& api, std::string tenant, std::string app, std::string sender,
-                                     std::vector<std::string> groups, std::string text)
+                                     std::vector<std::string> groups, std::string text, std::string attachments)
 {
-    auto res = co_await add_group_msg_template(api, sender, groups, text);
+    Json items = template_attachments(attachments);
+    auto res = co_await add_group_msg_template(api, sender, groups, text, std::move(items));
     if (!res) co_return outcome_of(res.error(), false);
     const auto msgid = res->value("msgid", std::string());
     Outcome o;

@@ -70,7 +70,14 @@ boost::asio::awaitable<Outcome> perform(ApiClient& api, core::Action action, Con
 /// One mass-send task for `sender` to `groups` with `text` (notes §4.3), plus the owner notice
 /// as a follow-up action (keyed by the task's msgid). `tenant`/`app` address the follow-up.
 boost::asio::awaitable<Outcome> perform_mass_send(ApiClient& api, std::string tenant, std::string app, std::string sender,
-                                                  std::vector<std::string> groups, std::string text);
+                                                  std::vector<std::string> groups, std::string text, std::string attachments);
+
+/// WeCom's add_msg_template attachments for an action's platform-neutral attachments.
+[[nodiscard]] Json template_attachments(const std::string& attachments);
+/// One app/robot/staff message for an action with content: text, or a news card for a link or
+/// image (those APIs need an uploaded media_id for images), a mini-program named in the text.
+/// `degraded` says what was changed, empty when nothing was.
+[[nodiscard]] Json single_message(const core::Action& action, bool robot, std::string& degraded);
 
 /// Looks up a corp tag id by name, creating the tag (in tag group "qunbot") when `create`.
 boost::asio::awaitable<ApiResult<std::string>> resolve_tag(ApiClient& api, std::string name, bool create);

@@ -42,6 +42,7 @@ std::string Action::to_json() const
     if (!staff.empty()) j["staff"] = staff;
     j["text"] = text;
     if (!mentions.empty()) j["mentions"] = mentions;
+    if (!attachments.empty()) j["attachments"] = nlohmann::ordered_json::parse(attachments, nullptr, false);
     if (!welcome_code.empty()) j["welcome_code"] = welcome_code;
     if (not_after_ms) j["not_after_ms"] = not_after_ms;
     return j.dump();
@@ -61,6 +62,7 @@ bool Action::from_json(std::string_view text_json)
         text = j.value("text", std::string());
         mentions = j.value("mentions", std::vector<std::string>{});
         welcome_code = j.value("welcome_code", std::string());
+        attachments = j.contains("attachments") && j["attachments"].is_array() ? j["attachments"].dump() : std::string();
         not_after_ms = j.value("not_after_ms", std::int64_t{0});
     } catch (const nlohmann::json::exception&) {
         return false; // a field of the wrong type

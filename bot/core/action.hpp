@@ -38,6 +38,8 @@ struct Action {
     std::string staff;                 ///< staff member a 1:1 action goes through
     std::string text;                  ///< message text, or the tag name
     std::vector<std::string> mentions; ///< members @-mentioned in `text`
+    /// Content beyond text, a JSON array of {"type": "image"|"link"|"miniprogram", …} (empty: none).
+    std::string attachments;
     std::string welcome_code;
     std::int64_t not_after_ms = 0;     ///< deadline after which performing is pointless (0: none)
     std::int64_t not_before_ms = 0;    ///< do not perform earlier (a schedule's jitter; 0: at once)

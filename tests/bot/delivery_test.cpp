@@ -611,3 +611,63 @@ TEST_CASE("a scheduled slot survives a SIGKILL between planning and delivery: pl
     child->signal(SIGTERM);
     CHECK(child->wait_exit(10s) == 0);
 }
+
+TEST_CASE("post content: attachments in mass-send tasks, one news card for app chats and robots", "[delivery]")
+{
+    test::TempDir dir;
+    fakes::FakeWeCom fake(corp, secret, pki());
+    fake.add_robot("robot-key-2");
+    fake.add_group({"wrCUST1", "门店福利群1", "owner1", {}, {}});
+    const auto config = write_api_config(dir, fake, "{\"wrROBOT1\":\"robot-key-2\"}");
+    {
+        // An app chat the bot created earlier.
+        auto w = storage::open_for_writing(dir.file("q.db"), storage::Durability::full);
+        storage::add_app_chat(*w, corp, "t", "appchat1", "店长群", "boss", now_ms());
+    }
+    fake.add_appchat("appchat1", {"boss", "zhang"});
+    const std::string link = R"([{"type":"link","title":"新人礼包","url":"https://shop.example.com/gift","desc":"领券","picurl":"https://shop.example.com/g.png"},)"
+                             R"({"type":"miniprogram","title":"门店小程序","appid":"wx1234","page":"pages/index","pic_media_id":"MEDIA1"}])";
+    const std::string image = R"([{"type":"image","url":"https://shop.example.com/poster.jpg"}])";
+    auto cust = action(core::ActionKind::post, "c1", "wrCUST1", "", "欢迎！");
+    cust.attachments = link;
+    auto chat = action(core::ActionKind::post, "c2", "appchat1", "", "今晚开会");
+    chat.attachments = link;
+    auto robot = action(core::ActionKind::post, "c3", "wrROBOT1", "", "新海报");
+    robot.attachments = image;
+    seed(dir.file("q.db"), {cust, chat, robot});
+    std::string db;
+    auto service = test::start_service(config, db);
+    REQUIRE(eventually([&] {
+        auto c = counts(db);
+        return settled(c) && c["done"] == 4; // 3 posts + the owner's notice
+    }));
+    // The customer group's task carries WeCom's attachment shapes (notes §4.3).
+    const auto tasks = fake.effects("externalcontact/add_msg_template");
+    REQUIRE(tasks.size() == 1);
+    const auto& att = tasks[0].body["attachments"];
+    REQUIRE(att.size() == 2);
+    CHECK(att[0]["msgtype"] == "link");
+    CHECK(att[0]["link"]["title"] == "新人礼包");
+    CHECK(att[0]["link"]["url"] == "https://shop.example.com/gift");
+    CHECK(att[0]["link"]["picurl"] == "https://shop.example.com/g.png");
+    CHECK(att[1]["msgtype"] == "miniprogram");
+    CHECK(att[1]["miniprogram"]["appid"] == "wx1234");
+    CHECK(att[1]["miniprogram"]["pic_media_id"] == "MEDIA1");
+    CHECK(tasks[0].body["text"]["content"] == "欢迎！");
+    // The app chat gets one message: the link as a news card, the text and the mini-program in it.
+    const auto sends = fake.effects("appchat/send");
+    REQUIRE(sends.size() == 1);
+    CHECK(sends[0].body["msgtype"] == "news");
+    const auto& article = sends[0].body["news"]["articles"][0];
+    CHECK(article["title"] == "新人礼包");
+    CHECK(article["url"] == "https://shop.example.com/gift");
+    CHECK(article["description"] == "今晚开会\n（小程序：门店小程序）\n领券");
+    // The robot gets one news card with the image (robots need the image bytes for an image message).
+    const auto hooks = fake.effects("webhook/send");
+    REQUIRE(hooks.size() == 1);
+    CHECK(hooks[0].body["msgtype"] == "news");
+    CHECK(hooks[0].body["news"]["articles"][0]["picurl"] == "https://shop.example.com/poster.jpg");
+    CHECK(hooks[0].body["news"]["articles"][0]["title"] == "新海报");
+    auto rdb = storage::open_for_reading(db);
+    CHECK(storage::get_outbox(*rdb, 3)->result.find("degraded: image sent as a news card") != std::string::npos);
+}

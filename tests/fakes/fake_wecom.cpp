@@ -105,6 +105,12 @@ void FakeWeCom::confirm_task(const std::string& msgid)
     confirmed_tasks_.insert(msgid);
 }
 
+void FakeWeCom::add_appchat(const std::string& chat_id, const std::vector<std::string>& users)
+{
+    std::lock_guard lock(mutex_);
+    appchats_[chat_id] = users;
+}
+
 void FakeWeCom::add_robot(const std::string& key)
 {
     std::lock_guard lock(mutex_);

@@ -79,6 +79,8 @@ public:
     /// A welcome code as the add_external_contact callback would carry, valid 20 s from now.
     std::string issue_welcome_code();
     void add_robot(const std::string& key);
+    /// An internal group chat as if this app had created it.
+    void add_appchat(const std::string& chat_id, const std::vector<std::string>& users);
     /// The owner sends mass-send task `msgid` in the client (get_groupmsg_send_result → 1).
     void confirm_task(const std::string& msgid);
     void add_tag_group(const std::string& group_name, const std::vector<std::string>& tags);

@@ -362,3 +362,45 @@ rules:
     }
     CHECK(member_name_refused);
 }
+
+TEST_CASE("posts with content: image, link card, mini-program", "[rules][loader]")
+{
+    const auto r = load(R"(version: 1
+rules:
+  - id: promo
+    on: member_joined
+    do:
+      - post:
+          text: "欢迎 {{ members.mentions }}"
+          link: { title: "新人礼包", url: "https://shop.example.com/gift", desc: "领 20 元券", picurl: "https://shop.example.com/g.png" }
+          miniprogram: { title: "门店小程序", appid: "wx1234", page: "pages/index", pic_media_id: "MEDIA1" }
+  - id: picture
+    on: member_joined
+    do: [ { post: { image: "https://shop.example.com/poster.jpg" } } ]
+)");
+    INFO(headlines(r));
+    REQUIRE(r.ok());
+    const auto& promo = r.rules->find("promo")->actions.at(0);
+    CHECK(promo.body.source() == "欢迎 {{ members.mentions }}");
+    CHECK(promo.attachments ==
+          R"([{"desc":"领 20 元券","picurl":"https://shop.example.com/g.png","title":"新人礼包","type":"link","url":"https://shop.example.com/gift"},)"
+          R"({"appid":"wx1234","page":"pages/index","pic_media_id":"MEDIA1","title":"门店小程序","type":"miniprogram"}])");
+    CHECK(r.rules->find("picture")->actions.at(0).attachments == R"([{"type":"image","url":"https://shop.example.com/poster.jpg"}])");
+
+    const auto bad = load(R"(version: 1
+rules:
+  - id: a
+    on: member_joined
+    do:
+      - post: { txt: "x", image: "ftp://x/y.png", link: { url: "https://x" } }
+  - id: b
+    on: member_joined
+    do: [ { post: { miniprogram: { title: "t" } } } ]
+)");
+    INFO(headlines(bad));
+    CHECK_FALSE(bad.ok());
+    CHECK(has(bad, "r.yaml:6:17: error: unknown key \"txt\" in a post; did you mean \"text\"?"));
+    CHECK(has(bad, "r.yaml:6:34: error: `image` must be an http(s) URL"));
+    CHECK(has(bad, "r.yaml:6:57: error: a link card needs `title`"));
+    CHECK(has(bad, "r.yaml:9:34: error: a mini-program card needs `appid`"));
+}
