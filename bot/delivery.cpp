@@ -458,7 +458,7 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         if (!a.group_id.empty()) where += " group " + a.group_id;
         if (!a.target.empty()) where += " member " + a.target;
         if (!a.rule_id.empty()) where += " (rule " + a.rule_id + ")";
-        spdlog::info("[log adapter] {}{}: {}", core::to_string(a.kind), where, a.text);
+        spdlog::info("[log adapter] {}{}: {}{}", core::to_string(a.kind), where, a.text, a.attachments.empty() ? "" : " + " + a.attachments);
         Outcome out;
         out.result = "logged only: app \"" + job.app->config.name + "\" has no WeCom API credentials (with them: " + how + ")";
         std::vector<Outcome> outs(1, std::move(out)); // not a braced list: g++ 12 and co_await
