@@ -282,7 +282,10 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
     {
         if (jobs_in_flight >= concurrency) co_return 0;
         const auto now = o.now_ms();
-        auto rows = storage::due_outbox(*reader, now, round_size);
+        // A whole round when idle (posts with the same text merge into one task); otherwise a
+        // few more rows than there is room for, not a whole round each time one call finishes.
+        const std::size_t room_now = concurrency - jobs_in_flight;
+        auto rows = storage::due_outbox(*reader, now, room_now == concurrency ? round_size : std::min(round_size, room_now * 16 + 16));
         if (rows.empty()) co_return 0;
         std::vector<Job> jobs;
         std::map<std::tuple<AppState*, std::string>, std::size_t> mass_index; // (app, text) → job
