@@ -37,7 +37,7 @@ using wecom::Outcome;
 namespace {
 
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
-constexpr std::size_t round_size = 256;
+constexpr std::size_t round_size = 2000; // rows read when idle: a full mass-send task's worth
 constexpr std::size_t max_chat_ids = 2000; // add_msg_template chat_id_list limit (notes §4.3)
 
 std::int64_t system_now_ms()

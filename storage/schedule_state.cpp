@@ -5,6 +5,8 @@
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 
+#include <algorithm>
+#include <tuple>
 #include <unordered_map>
 
 namespace qunbot::storage {
@@ -97,7 +99,16 @@ std::vector<core::Action> plan_slot(const rules::RuleSet& rules, const rules::Ru
     rules::State state;
     state.now_ms = at_ms;
     state.utc_offset_s = utc_offset_s;
-    for (const auto& t : targets) {
+    // Owner by owner: delivery reads due rows in id order, so each owner's groups arrive
+    // together and become one mass-send task for them to confirm, not one per delivery round.
+    std::vector<const ScheduleTarget*> order;
+    order.reserve(targets.size());
+    for (const auto& t : targets) order.push_back(&t);
+    std::sort(order.begin(), order.end(), [](const ScheduleTarget* a, const ScheduleTarget* b) {
+        return std::tie(a->tenant, a->app, a->group.owner, a->group.id) < std::tie(b->tenant, b->app, b->group.owner, b->group.id);
+    });
+    for (const auto* tp : order) {
+        const auto& t = *tp;
         if (!rules::selects(rules, rule, t.group)) continue;
         ++groups;
         state.group = t.group;

@@ -244,3 +244,23 @@ TEST_CASE("a manual run happens once per run id", "[scheduler]")
     w.now = cst(2026, 11, 24, 9, 0);
     CHECK(w.scheduler->tick().size() == 1);
 }
+
+TEST_CASE("a slot's actions are queued owner by owner, so each owner gets one mass-send task", "[scheduler]")
+{
+    World w;
+    w.write([](SQLite::Database& db) {
+        db.exec("INSERT INTO chat_groups (tenant, group_id, app, status, name, owner, needs_sync, created_at, updated_at) VALUES"
+                " ('ww', 'wr1', 't', 'active', '门店1', 'zoe', 0, 0, 0), ('ww', 'wr2', 't', 'active', '门店2', 'amy', 0, 0, 0),"
+                " ('ww', 'wr3', 't', 'active', '门店3', 'zoe', 0, 0, 0), ('ww', 'wr4', 't', 'active', '门店4', 'amy', 0, 0, 0)");
+    });
+    w.load(morning);
+    CHECK(w.scheduler->tick().empty());
+    w.now = cst(2026, 11, 24, 9, 0);
+    REQUIRE(w.scheduler->tick().size() == 1);
+    SQLite::Database db(w.dir.file("q.db"));
+    SQLite::Statement st(db, "SELECT o.group_id FROM outbox o JOIN chat_groups g ON g.group_id = o.group_id ORDER BY o.id");
+    std::vector<std::string> order;
+    while (st.executeStep()) order.push_back(st.getColumn(0).getString());
+    // amy (wr2, wr4), o1 (wrA), o2 (wrB), zoe (wr1, wr3).
+    CHECK(order == std::vector<std::string>{"wr2", "wr4", "wrA", "wrB", "wr1", "wr3"});
+}
