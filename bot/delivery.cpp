@@ -296,6 +296,10 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         for (auto& row : rows) {
             if (jobs.size() >= room) break;
             auto& a = row.action;
+            if (!row.readable) {
+                finals.emplace_back(row.id, "dead", "the stored action (action_json) is not readable; nothing was sent");
+                continue;
+            }
             auto it = apps.find(a.app);
             if (it == apps.end()) {
                 finals.emplace_back(row.id, "dead", "no app named \"" + a.app + "\" in the configuration");

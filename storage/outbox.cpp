@@ -4,6 +4,7 @@
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/VariadicBind.h>
 
 #include <set>
 #include <sstream>
@@ -21,7 +22,7 @@ OutboxRow read_row(SQLite::Statement& st)
     OutboxRow r;
     r.id = st.getColumn(0).getInt64();
     auto& a = r.action;
-    (void)a.from_json(st.getColumn(8).getString());
+    r.readable = a.from_json(st.getColumn(8).getString());
     a.tenant = st.getColumn(1).getString();
     a.platform = st.getColumn(2).getString();
     a.app = st.getColumn(3).getString();
@@ -63,8 +64,7 @@ std::vector<OutboxRow> due_outbox(SQLite::Database& db, std::int64_t now_ms, std
 {
     SQLite::Statement st(db, std::string("SELECT ") + row_columns +
                                  " FROM outbox WHERE status IN ('pending', 'failed') AND next_try_ms <= ? ORDER BY next_try_ms, id LIMIT ?");
-    st.bind(1, now_ms);
-    st.bind(2, static_cast<std::int64_t>(limit));
+    SQLite::bind(st, now_ms, static_cast<std::int64_t>(limit));
     return read_rows(st);
 }
 
@@ -78,8 +78,7 @@ std::optional<std::int64_t> next_due(SQLite::Database& db)
 std::vector<OutboxRow> list_outbox(SQLite::Database& db, const std::string& status, std::size_t limit)
 {
     SQLite::Statement st(db, std::string("SELECT ") + row_columns + " FROM outbox WHERE (?1 = '' OR status = ?1) ORDER BY id DESC LIMIT ?2");
-    st.bind(1, status);
-    st.bind(2, static_cast<std::int64_t>(limit));
+    SQLite::bind(st, status, static_cast<std::int64_t>(limit));
     return read_rows(st);
 }
 
@@ -123,9 +122,7 @@ void mark_in_flight(SQLite::Database& db, std::int64_t id, std::int64_t now_ms, 
 {
     SQLite::Statement st(db, "UPDATE outbox SET status = 'in_flight', attempts = attempts + 1, updated_ms = ?, rate_keys = ?"
                              " WHERE id = ?");
-    st.bind(1, now_ms);
-    st.bind(2, rate_keys);
-    st.bind(3, id);
+    SQLite::bind(st, now_ms, rate_keys, id);
     st.exec();
 }
 
@@ -134,21 +131,14 @@ void mark_outbox(SQLite::Database& db, std::int64_t id, const std::string& statu
 {
     SQLite::Statement st(db, "UPDATE outbox SET status = ?, updated_ms = ?, next_try_ms = ?,"
                              " last_error = CASE WHEN ? <> '' THEN ? ELSE last_error END, result = ? WHERE id = ?");
-    st.bind(1, status);
-    st.bind(2, now_ms);
-    st.bind(3, next_try_ms);
-    st.bind(4, last_error);
-    st.bind(5, last_error);
-    st.bind(6, result);
-    st.bind(7, id);
+    SQLite::bind(st, status, now_ms, next_try_ms, last_error, last_error, result, id);
     st.exec();
 }
 
 void defer_outbox(SQLite::Database& db, std::int64_t id, std::int64_t next_try_ms)
 {
     SQLite::Statement st(db, "UPDATE outbox SET next_try_ms = ? WHERE id = ? AND status IN ('pending', 'failed')");
-    st.bind(1, next_try_ms);
-    st.bind(2, id);
+    SQLite::bind(st, next_try_ms, id);
     st.exec();
 }
 
@@ -156,16 +146,14 @@ bool retry_outbox(SQLite::Database& db, std::int64_t id, std::int64_t now_ms)
 {
     SQLite::Statement st(db, "UPDATE outbox SET status = 'pending', next_try_ms = 0, updated_ms = ?"
                              " WHERE id = ? AND status IN ('failed', 'dead', 'check', 'skipped')");
-    st.bind(1, now_ms);
-    st.bind(2, id);
+    SQLite::bind(st, now_ms, id);
     return st.exec() > 0;
 }
 
 bool drop_outbox(SQLite::Database& db, std::int64_t id, std::int64_t now_ms)
 {
     SQLite::Statement st(db, "UPDATE outbox SET status = 'dropped', updated_ms = ? WHERE id = ? AND status NOT IN ('done', 'dropped')");
-    st.bind(1, now_ms);
-    st.bind(2, id);
+    SQLite::bind(st, now_ms, id);
     return st.exec() > 0;
 }
 
@@ -177,19 +165,8 @@ void enqueue_actions(SQLite::Database& db, const std::vector<core::Action>& acti
                              " action_json, cause_event_id, created_ms, not_after_ms, next_try_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
                              " ON CONFLICT (idempotency_key) DO NOTHING");
     for (const auto& a : actions) {
-        st.bind(1, a.idempotency_key);
-        st.bind(2, a.tenant);
-        st.bind(3, a.platform);
-        st.bind(4, a.app);
-        st.bind(5, std::string(core::to_string(a.kind)));
-        st.bind(6, a.rule_id);
-        st.bind(7, a.group_id);
-        st.bind(8, a.target);
-        st.bind(9, a.to_json());
-        st.bind(10, a.cause_event_id);
-        st.bind(11, now_ms);
-        st.bind(12, a.not_after_ms);
-        st.bind(13, a.not_before_ms);
+        SQLite::bind(st, a.idempotency_key, a.tenant, a.platform, a.app, std::string(core::to_string(a.kind)), a.rule_id,
+                     a.group_id, a.target, a.to_json(), a.cause_event_id, now_ms, a.not_after_ms, a.not_before_ms);
         st.exec();
         st.reset();
     }
@@ -204,10 +181,7 @@ int mass_send_used(SQLite::Database& db, const std::string& tenant, const std::s
                    std::int64_t day)
 {
     SQLite::Statement st(db, "SELECT used FROM mass_send_quota WHERE tenant = ? AND app = ? AND group_id = ? AND day = ?");
-    st.bind(1, tenant);
-    st.bind(2, app);
-    st.bind(3, group_id);
-    st.bind(4, day);
+    SQLite::bind(st, tenant, app, group_id, day);
     return st.executeStep() ? st.getColumn(0).getInt() : 0;
 }
 
@@ -217,21 +191,13 @@ void add_mass_send(SQLite::Database& db, const std::string& tenant, const std::s
     SQLite::Statement q(db, "INSERT INTO mass_send_quota (tenant, app, group_id, day, used) VALUES (?,?,?,?,1)"
                             " ON CONFLICT DO UPDATE SET used = used + 1");
     for (const auto& g : groups) {
-        q.bind(1, tenant);
-        q.bind(2, app);
-        q.bind(3, g);
-        q.bind(4, day);
+        SQLite::bind(q, tenant, app, g, day);
         q.exec();
         q.reset();
     }
     SQLite::Statement t(db, "INSERT INTO mass_tasks (msgid, tenant, app, sender, groups, created_ms) VALUES (?,?,?,?,?,?)"
                             " ON CONFLICT DO NOTHING");
-    t.bind(1, msgid);
-    t.bind(2, tenant);
-    t.bind(3, app);
-    t.bind(4, sender);
-    t.bind(5, join(groups, ' '));
-    t.bind(6, now_ms);
+    SQLite::bind(t, msgid, tenant, app, sender, join(groups, ' '), now_ms);
     t.exec();
 }
 
@@ -265,8 +231,7 @@ std::vector<MassTask> open_mass_tasks(SQLite::Database& db, const std::string& a
 {
     SQLite::Statement st(db, "SELECT msgid, tenant, app, sender, groups, created_ms, settled FROM mass_tasks"
                              " WHERE app = ? AND settled = 0 AND created_ms > ? ORDER BY created_ms");
-    st.bind(1, app);
-    st.bind(2, since_ms);
+    SQLite::bind(st, app, since_ms);
     return read_tasks(db, st);
 }
 
@@ -285,11 +250,7 @@ void record_mass_task_results(SQLite::Database& db, const std::string& msgid,
                              " ON CONFLICT DO UPDATE SET status = excluded.status, send_time = excluded.send_time,"
                              " checked_ms = excluded.checked_ms");
     for (const auto& [chat, status, sent] : results) {
-        st.bind(1, msgid);
-        st.bind(2, chat);
-        st.bind(3, status);
-        st.bind(4, sent);
-        st.bind(5, now_ms);
+        SQLite::bind(st, msgid, chat, status, sent, now_ms);
         st.exec();
         st.reset();
     }
@@ -303,8 +264,7 @@ void record_mass_task_results(SQLite::Database& db, const std::string& msgid,
 std::optional<std::string> corp_tag_id(SQLite::Database& db, const std::string& tenant, const std::string& name)
 {
     SQLite::Statement st(db, "SELECT tag_id FROM corp_tags WHERE tenant = ? AND name = ?");
-    st.bind(1, tenant);
-    st.bind(2, name);
+    SQLite::bind(st, tenant, name);
     if (st.executeStep()) return st.getColumn(0).getString();
     return std::nullopt;
 }
@@ -312,25 +272,21 @@ std::optional<std::string> corp_tag_id(SQLite::Database& db, const std::string& 
 void set_corp_tag_id(SQLite::Database& db, const std::string& tenant, const std::string& name, const std::string& id)
 {
     SQLite::Statement st(db, "INSERT INTO corp_tags (tenant, name, tag_id) VALUES (?,?,?) ON CONFLICT DO UPDATE SET tag_id = excluded.tag_id");
-    st.bind(1, tenant);
-    st.bind(2, name);
-    st.bind(3, id);
+    SQLite::bind(st, tenant, name, id);
     st.exec();
 }
 
 std::string contact_staff(SQLite::Database& db, const std::string& tenant, const std::string& customer)
 {
     SQLite::Statement st(db, "SELECT staff FROM contacts WHERE tenant = ? AND customer = ? ORDER BY since DESC LIMIT 1");
-    st.bind(1, tenant);
-    st.bind(2, customer);
+    SQLite::bind(st, tenant, customer);
     return st.executeStep() ? st.getColumn(0).getString() : std::string();
 }
 
 bool is_app_chat(SQLite::Database& db, const std::string& tenant, const std::string& chat_id)
 {
     SQLite::Statement st(db, "SELECT 1 FROM app_chats WHERE tenant = ? AND chat_id = ?");
-    st.bind(1, tenant);
-    st.bind(2, chat_id);
+    SQLite::bind(st, tenant, chat_id);
     return st.executeStep();
 }
 
@@ -339,20 +295,14 @@ void add_app_chat(SQLite::Database& db, const std::string& tenant, const std::st
 {
     SQLite::Statement st(db, "INSERT INTO app_chats (tenant, chat_id, app, name, owner, created_ms) VALUES (?,?,?,?,?,?)"
                              " ON CONFLICT DO UPDATE SET name = excluded.name, owner = excluded.owner");
-    st.bind(1, tenant);
-    st.bind(2, chat_id);
-    st.bind(3, app);
-    st.bind(4, name);
-    st.bind(5, owner);
-    st.bind(6, now_ms);
+    SQLite::bind(st, tenant, chat_id, app, name, owner, now_ms);
     st.exec();
 }
 
 std::vector<WelcomeTemplate> welcome_templates(SQLite::Database& db, const std::string& tenant, const std::string& app)
 {
     SQLite::Statement st(db, "SELECT rule_id, template_id, text FROM welcome_templates WHERE tenant = ? AND app = ? ORDER BY rule_id");
-    st.bind(1, tenant);
-    st.bind(2, app);
+    SQLite::bind(st, tenant, app);
     std::vector<WelcomeTemplate> out;
     while (st.executeStep()) out.push_back({st.getColumn(0).getString(), st.getColumn(1).getString(), st.getColumn(2).getString()});
     return out;
@@ -364,29 +314,21 @@ void set_welcome_template(SQLite::Database& db, const std::string& tenant, const
     SQLite::Statement st(db, "INSERT INTO welcome_templates (tenant, app, rule_id, template_id, text, updated_ms) VALUES (?,?,?,?,?,?)"
                              " ON CONFLICT DO UPDATE SET template_id = excluded.template_id, text = excluded.text,"
                              " updated_ms = excluded.updated_ms");
-    st.bind(1, tenant);
-    st.bind(2, app);
-    st.bind(3, t.rule_id);
-    st.bind(4, t.template_id);
-    st.bind(5, t.text);
-    st.bind(6, now_ms);
+    SQLite::bind(st, tenant, app, t.rule_id, t.template_id, t.text, now_ms);
     st.exec();
 }
 
 void delete_welcome_template(SQLite::Database& db, const std::string& tenant, const std::string& app, const std::string& rule_id)
 {
     SQLite::Statement st(db, "DELETE FROM welcome_templates WHERE tenant = ? AND app = ? AND rule_id = ?");
-    st.bind(1, tenant);
-    st.bind(2, app);
-    st.bind(3, rule_id);
+    SQLite::bind(st, tenant, app, rule_id);
     st.exec();
 }
 
 GroupDirectoryEntry group_entry(SQLite::Database& db, const std::string& tenant, const std::string& group_id)
 {
     SQLite::Statement st(db, "SELECT name, owner, admins, needs_sync FROM chat_groups WHERE tenant = ? AND group_id = ?");
-    st.bind(1, tenant);
-    st.bind(2, group_id);
+    SQLite::bind(st, tenant, group_id);
     GroupDirectoryEntry e;
     if (!st.executeStep()) return e;
     e.known = true;
@@ -402,8 +344,7 @@ std::vector<std::string> groups_needing_sync(SQLite::Database& db, const std::st
 {
     SQLite::Statement st(db, "SELECT group_id FROM chat_groups WHERE tenant = ? AND needs_sync = 1 AND status = 'active'"
                              " ORDER BY updated_at LIMIT ?");
-    st.bind(1, tenant);
-    st.bind(2, static_cast<std::int64_t>(limit));
+    SQLite::bind(st, tenant, static_cast<std::int64_t>(limit));
     std::vector<std::string> out;
     while (st.executeStep()) out.push_back(st.getColumn(0).getString());
     return out;
@@ -419,13 +360,7 @@ void sync_group(SQLite::Database& db, const std::string& tenant, const std::stri
     SQLite::Statement g(db, "INSERT INTO chat_groups (tenant, group_id, app, status, name, owner, admins, needs_sync, created_at, updated_at)"
                             " VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, 0, ?7, ?7) ON CONFLICT (tenant, group_id) DO UPDATE SET"
                             " name = ?4, owner = ?5, admins = ?6, needs_sync = CASE WHEN updated_at > ?7 THEN 1 ELSE 0 END");
-    g.bind(1, tenant);
-    g.bind(2, group_id);
-    g.bind(3, app);
-    g.bind(4, name);
-    g.bind(5, owner);
-    g.bind(6, join(admins, ' '));
-    g.bind(7, now_s);
+    SQLite::bind(g, tenant, group_id, app, name, owner, join(admins, ' '), now_s);
     g.exec();
     std::set<std::string> listed;
     SQLite::Statement m(db, "INSERT INTO group_members (tenant, group_id, member_id, joined_at, join_scene, present)"
@@ -433,18 +368,13 @@ void sync_group(SQLite::Database& db, const std::string& tenant, const std::stri
                             " present = 1, left_at = NULL, joined_at = coalesce(joined_at, ?4), join_scene = coalesce(join_scene, ?5)");
     for (const auto& mem : members) {
         listed.insert(mem.id);
-        m.bind(1, tenant);
-        m.bind(2, group_id);
-        m.bind(3, mem.id);
-        m.bind(4, mem.join_time);
-        m.bind(5, mem.join_scene);
+        SQLite::bind(m, tenant, group_id, mem.id, mem.join_time, mem.join_scene);
         m.exec();
         m.reset();
         if (!mem.name.empty()) set_member_name(db, tenant, mem.id, mem.name, now_ms);
     }
     SQLite::Statement present(db, "SELECT member_id FROM group_members WHERE tenant = ? AND group_id = ? AND present = 1");
-    present.bind(1, tenant);
-    present.bind(2, group_id);
+    SQLite::bind(present, tenant, group_id);
     std::vector<std::string> gone;
     while (present.executeStep()) {
         auto id = present.getColumn(0).getString();
@@ -452,10 +382,7 @@ void sync_group(SQLite::Database& db, const std::string& tenant, const std::stri
     }
     SQLite::Statement leave(db, "UPDATE group_members SET present = 0, left_at = ? WHERE tenant = ? AND group_id = ? AND member_id = ?");
     for (const auto& id : gone) {
-        leave.bind(1, now_s);
-        leave.bind(2, tenant);
-        leave.bind(3, group_id);
-        leave.bind(4, id);
+        SQLite::bind(leave, now_s, tenant, group_id, id);
         leave.exec();
         leave.reset();
     }

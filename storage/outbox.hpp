@@ -32,6 +32,7 @@ struct OutboxRow {
     std::string last_error;
     std::string result;
     std::string rate_keys;
+    bool readable = true; ///< false when action_json could not be read back (the row is not performed)
 };
 
 /// Rows due at `now_ms` (pending or failed), oldest first.

@@ -4,6 +4,7 @@
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/VariadicBind.h>
 
 #include <algorithm>
 #include <tuple>
@@ -15,9 +16,7 @@ std::int64_t note_schedule(SQLite::Database& db, const std::string& rule_id, con
 {
     SQLite::Statement up(db, "INSERT INTO schedules (rule_id, timing, since_ms) VALUES (?1, ?2, ?3) ON CONFLICT (rule_id) DO UPDATE"
                              " SET since_ms = CASE WHEN timing = ?2 THEN since_ms ELSE ?3 END, timing = ?2");
-    up.bind(1, rule_id);
-    up.bind(2, timing);
-    up.bind(3, now_ms);
+    SQLite::bind(up, rule_id, timing, now_ms);
     up.exec();
     SQLite::Statement st(db, "SELECT since_ms FROM schedules WHERE rule_id = ?");
     st.bind(1, rule_id);
@@ -37,13 +36,8 @@ bool record_slot(SQLite::Database& db, const SlotRecord& slot, const std::vector
 {
     SQLite::Statement st(db, "INSERT INTO schedule_slots (rule_id, slot, at_ms, fired_ms, status, groups, actions)"
                              " VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING");
-    st.bind(1, slot.rule_id);
-    st.bind(2, slot.slot);
-    st.bind(3, slot.at_ms);
-    st.bind(4, now_ms);
-    st.bind(5, slot.status);
-    st.bind(6, slot.groups);
-    st.bind(7, static_cast<std::int64_t>(actions.size()));
+    SQLite::bind(st, slot.rule_id, slot.slot, slot.at_ms,
+                 now_ms, slot.status, slot.groups, static_cast<std::int64_t>(actions.size()));
     if (st.exec() == 0) return false;
     enqueue_actions(db, actions, now_ms);
     return true;
@@ -53,8 +47,7 @@ std::vector<SlotRecord> slot_history(SQLite::Database& db, const std::string& ru
 {
     SQLite::Statement st(db, "SELECT rule_id, slot, at_ms, fired_ms, status, groups, actions FROM schedule_slots WHERE rule_id = ?"
                              " ORDER BY at_ms DESC, fired_ms DESC LIMIT ?");
-    st.bind(1, rule_id);
-    st.bind(2, static_cast<std::int64_t>(limit));
+    SQLite::bind(st, rule_id, static_cast<std::int64_t>(limit));
     std::vector<SlotRecord> out;
     while (st.executeStep()) {
         out.push_back({st.getColumn(0).getString(), st.getColumn(1).getString(), st.getColumn(2).getInt64(), st.getColumn(3).getInt64(),

@@ -164,20 +164,37 @@ Json single_message(const core::Action& a, bool robot, std::string& degraded)
     return Json{{"msgtype", "news"}, {"news", {{"articles", Json::array({article})}}}};
 }
 
+namespace {
+
+std::string find_tag(const Json& list, const std::string& name)
+{
+    for (const auto& g : list.value("tag_group", Json::array())) {
+        for (const auto& t : g.value("tag", Json::array())) {
+            if (t.value("name", std::string()) == name && !t.value("deleted", false)) return t.value("id", std::string());
+        }
+    }
+    return {};
+}
+
+} // namespace
+
 awaitable<ApiResult<std::string>> resolve_tag(ApiClient& api, std::string name, bool create)
 {
     auto list = co_await get_corp_tag_list(api);
     if (!list) co_return list.error();
-    for (const auto& g : list->value("tag_group", Json::array())) {
-        for (const auto& t : g.value("tag", Json::array())) {
-            if (t.value("name", std::string()) == name && !t.value("deleted", false)) co_return t.value("id", std::string());
-        }
-    }
-    if (!create) co_return std::string();
+    if (auto id = find_tag(*list, name); !id.empty() || !create) co_return id;
     std::string group_name = "qunbot";
     std::vector<std::string> names{name};
     auto made = co_await add_corp_tag(api, std::move(group_name), std::move(names));
-    if (!made) co_return made.error();
+    if (!made) {
+        // Another call may have created the same tag a moment ago (two members tagged at once):
+        // the name then exists, and its id is what we need.
+        auto again = co_await get_corp_tag_list(api);
+        if (again) {
+            if (auto id = find_tag(*again, name); !id.empty()) co_return id;
+        }
+        co_return made.error();
+    }
     for (const auto& t : (*made)["tag_group"].value("tag", Json::array())) {
         if (t.value("name", std::string()) == name) co_return t.value("id", std::string());
     }

@@ -274,10 +274,14 @@ TEST_CASE("without API credentials actions go to the log adapter", "[delivery]")
 {
     test::TempDir dir;
     const auto config = test::write_test_config(dir);
-    seed(dir.file("q.db"), {action(core::ActionKind::post, "log1", "wrANYGROUP", "", "hello")});
+    seed(dir.file("q.db"), {action(core::ActionKind::post, "log1", "wrANYGROUP", "", "hello"),
+                            action(core::ActionKind::post, "broken", "wrANYGROUP", "", "x")},
+         "UPDATE outbox SET action_json = '{not json' WHERE idempotency_key = 'broken';");
     std::string db;
     auto service = test::start_service(config, db);
-    REQUIRE(eventually([&] { return counts(db)["done"] == 1; }));
+    REQUIRE(eventually([&] { return counts(db)["done"] == 1 && counts(db)["dead"] == 1; }));
+    // A row that cannot be read back is never performed half-understood: it is dead, with why.
+    CHECK(storage::get_outbox(*storage::open_for_reading(db), 2)->last_error.find("not readable") != std::string::npos);
     auto rdb = storage::open_for_reading(db);
     const auto rows = storage::list_outbox(*rdb, "done", 1);
     REQUIRE(rows.size() == 1);

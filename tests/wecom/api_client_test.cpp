@@ -275,3 +275,22 @@ TEST_CASE("a timeout after sending: resent only where repeating is harmless", "[
     CHECK(w.fake.calls("message/send") == 2);
     CHECK(w.fake.effects("message/send").size() == 1);
 }
+
+TEST_CASE("two calls creating the same missing tag at once both get its id", "[wecom][api]")
+{
+    World w;
+    REQUIRE(w.run(w.api->token()).ok());
+    w.fake.set_latency(300ms); // both lists are answered before either tag is created
+    auto a = net::co_spawn(w.strand, wrap(wecom::resolve_tag(*w.api, "新客", true)), net::use_future);
+    auto b = net::co_spawn(w.strand, wrap(wecom::resolve_tag(*w.api, "新客", true)), net::use_future);
+    REQUIRE(a.wait_for(20s) == std::future_status::ready);
+    REQUIRE(b.wait_for(20s) == std::future_status::ready);
+    auto ra = *a.get();
+    auto rb = *b.get();
+    REQUIRE(ra.ok());
+    REQUIRE(rb.ok());
+    CHECK(*ra == *rb);
+    CHECK(*ra == w.fake.tag_ids_by_name().at("新客"));
+    CHECK(w.fake.effects("externalcontact/add_corp_tag").size() == 1); // created once
+    CHECK(w.fake.calls("externalcontact/add_corp_tag") == 2);          // both tried: the race happened
+}
