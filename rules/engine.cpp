@@ -18,6 +18,7 @@ std::string_view to_string(Trigger t) noexcept
     case Trigger::message: return "message";
     case Trigger::contact_added: return "contact_added";
     case Trigger::schedule: return "schedule";
+    case Trigger::draw: return "draw";
     }
     return "?";
 }
@@ -52,6 +53,12 @@ const Rule* RuleSet::find(std::string_view id) const
 {
     auto it = rule_by_id.find(std::string(id));
     return it == rule_by_id.end() ? nullptr : &rules[it->second];
+}
+
+const DrawSpec* RuleSet::find_draw(std::string_view id) const
+{
+    for (const auto& d : draws) if (d.id == id) return &d;
+    return nullptr;
 }
 
 const MemberInfo* State::member(std::string_view id) const
@@ -302,6 +309,9 @@ std::string render(const Template& t, const RenderInput& in, std::vector<std::st
         case Var::message_text: v = in.event ? in.event->text : ""; break;
         case Var::staff_id: v = in.event ? in.event->actor : ""; break;
         case Var::rule_id: v = in.rule.id; break;
+        case Var::draw_id: case Var::draw_round: case Var::draw_keyword: case Var::draw_prizes: case Var::draw_closes:
+        case Var::draw_commitment: case Var::draw_seed: case Var::draw_digest: case Var::draw_entries: case Var::draw_winners:
+            break; // draw messages only (rules/draw.cpp); the loader keeps them out of rules
         }
         if (v.empty() && p.has_fallback) v = p.fallback;
         out += v;
@@ -391,6 +401,8 @@ void emit(const Rule& rule, const RenderInput& in, const std::string& key_base,
 }
 
 } // namespace
+
+std::string format_time_at(std::int64_t ms, int utc_offset_s, const std::string& fmt) { return format_time(ms, utc_offset_s, fmt); }
 
 Decision evaluate(const RuleSet& rules, const core::Event& event, const State& state, const EvaluateOptions& options)
 {

@@ -112,6 +112,8 @@ struct EvaluateOptions {
 /// keyed by tenant, rule, slot and group, so a slot is performed at most once per group.
 [[nodiscard]] Decision plan_scheduled(const Rule& rule, const State& state, const std::string& slot_key, const std::string& tenant,
                                       const std::string& platform, const std::string& app);
+/// `ms` as local time (`utc_offset_s` east of UTC) through strftime `fmt`.
+[[nodiscard]] std::string format_time_at(std::int64_t ms, int utc_offset_s, const std::string& fmt);
 /// The rule trigger an event kind feeds, if any.
 [[nodiscard]] bool trigger_for(core::EventKind kind, Trigger& out) noexcept;
 

@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -188,6 +189,7 @@ public:
         // Definitions first, from every file, so a rule may use a list defined in another file.
         for (auto& [src, root] : docs) define(*src, root);
         for (auto& [src, root] : docs) compile_rules(*src, root);
+        for (auto& [src, root] : docs) compile_draws(*src, root);
         for (const auto& [name, l] : lists_) {
             if (!l.used) add(Sev::warning, l.where, "list \"" + name + "\" is defined but no rule uses it");
         }
@@ -331,10 +333,10 @@ private:
             return;
         }
         if (!root.IsMap()) {
-            error(at(src, root, top), "a rule file is a mapping with `version`, `groups`, `lists` and `rules`");
+            error(at(src, root, top), "a rule file is a mapping with `version`, `groups`, `lists`, `rules` and `draws`");
             return;
         }
-        check_keys(src, root, {"version", "groups", "lists", "rules"}, "the file");
+        check_keys(src, root, {"version", "groups", "lists", "rules", "draws"}, "the file");
         if (auto v = root["version"]; !v.IsDefined()) {
             error(top, "missing `version: 1` at the top of the file");
         } else if (!v.IsScalar() || v.Scalar() != "1") {
@@ -519,26 +521,8 @@ private:
             if (auto b = boolean(src, s, w, "`stop`")) rule.stop = *b;
         }
         if (auto in = node["in"]; in.IsDefined()) {
-            if (auto names = strings(src, in, w, "`in`", false)) {
-                rule.all_groups = false;
-                for (const auto& n : *names) {
-                    if (n == "all") { rule.all_groups = true; continue; }
-                    auto it = groups_.find(n);
-                    if (it == groups_.end()) {
-                        std::vector<std::string_view> names_known{"all"};
-                        for (const auto& [k, g] : groups_) names_known.push_back(k);
-                        std::string msg = "undefined group selection \"" + n + "\"";
-                        if (auto best = core::closest(n, names_known); !best.empty()) msg += "; did you mean \"" + best + "\"?";
-                        else msg += " (define it under `groups:`)";
-                        error(at(src, in, w), std::move(msg));
-                        continue;
-                    }
-                    it->second.used = true;
-                    rule.selections.push_back(it->second.index);
-                }
-                if (have_trigger && rule.trigger == Trigger::contact_added) {
-                    error(at(src, in, w), "`in` selects groups, but contact_added events are 1:1 and have no group");
-                }
+            if (compile_in(src, in, w, rule.all_groups, rule.selections) && have_trigger && rule.trigger == Trigger::contact_added) {
+                error(at(src, in, w), "`in` selects groups, but contact_added events are 1:1 and have no group");
             }
         }
         if (auto b = node["batch"]; b.IsDefined()) {
@@ -559,7 +543,7 @@ private:
                 error(at(src, sc, w), "`schedule` says when an `on: schedule` rule fires; this rule is `on: " +
                                           std::string(to_string(rule.trigger)) + "`");
             } else {
-                compile_schedule(src, sc, w, rule);
+                compile_schedule(src, sc, w, rule.schedule);
             }
         } else if (have_trigger && rule.trigger == Trigger::schedule) {
             error(w, "`on: schedule` needs `schedule:`, e.g. schedule: \"daily 09:00\" or a cron expression \"0 9 * * 1-5\"");
@@ -595,6 +579,30 @@ private:
         set_.rule_by_id.emplace(rule.id, static_cast<std::uint32_t>(set_.rules.size()));
         set_.any_activity = set_.any_activity || rule.uses_activity;
         set_.rules.push_back(std::move(rule));
+    }
+
+    // `in: all`, `in: name` or `in: [a, b]` against the `groups:` selections.
+    bool compile_in(const Source& src, const YAML::Node& in, const Where& w, bool& all_groups, std::vector<std::uint32_t>& selections)
+    {
+        auto names = strings(src, in, w, "`in`", false);
+        if (!names) return false;
+        all_groups = false;
+        for (const auto& n : *names) {
+            if (n == "all") { all_groups = true; continue; }
+            auto it = groups_.find(n);
+            if (it == groups_.end()) {
+                std::vector<std::string_view> names_known{"all"};
+                for (const auto& [k, g] : groups_) names_known.push_back(k);
+                std::string msg = "undefined group selection \"" + n + "\"";
+                if (auto best = core::closest(n, names_known); !best.empty()) msg += "; did you mean \"" + best + "\"?";
+                else msg += " (define it under `groups:`)";
+                error(at(src, in, w), std::move(msg));
+                continue;
+            }
+            it->second.used = true;
+            selections.push_back(it->second.index);
+        }
+        return true;
     }
 
     // A WeCom group welcome template is one text for the whole corp, sent by WeCom on every join
@@ -639,9 +647,8 @@ private:
     }
 
     // `schedule: "daily 09:00"` or {at, tz, missed, grace, jitter}.
-    void compile_schedule(const Source& src, const YAML::Node& sc, const Where& w, Rule& rule)
+    void compile_schedule(const Source& src, const YAML::Node& sc, const Where& w, ScheduleSpec& spec)
     {
-        auto& spec = rule.schedule;
         // Constructed, never assigned: assigning a YAML::Node writes through to the node it refers to.
         const YAML::Node at_node = sc.IsMap() ? sc["at"] : sc;
         if (sc.IsMap()) {
@@ -1099,6 +1106,305 @@ private:
         return result_.error_count() == errors_before;
     }
 
+    // ---- draws -------------------------------------------------------------------------------
+
+    void compile_draws(const Source& src, const YAML::Node& root)
+    {
+        if (!root.IsMap()) return;
+        const Where top{&src, 0};
+        auto draws = root["draws"];
+        if (!draws.IsDefined() || draws.IsNull()) return;
+        if (!draws.IsSequence()) {
+            error(at(src, draws, top), "`draws` must be a list of draws, each starting with \"- id: ...\"");
+            return;
+        }
+        for (const auto& d : draws) compile_draw(src, d);
+    }
+
+    std::optional<std::int64_t> fen(const Source& src, const YAML::Node& n, const Where& w, std::string_view what, std::int64_t min)
+    {
+        auto v = scalar(src, n, w, what);
+        if (!v) return std::nullopt;
+        std::int64_t x = 0;
+        const auto* b = v->data();
+        const auto* e = b + v->size();
+        auto [p, ec] = std::from_chars(b, e, x);
+        if (ec != std::errc() || p != e || x < min || x > 100'000'000) {
+            error(at(src, n, w), std::string(what) + ": \"" + *v + "\" is not a whole number of fen (分) from " + std::to_string(min) +
+                                     "; amounts are integers in fen, e.g. 10000 for ¥100");
+            return std::nullopt;
+        }
+        return x;
+    }
+
+    std::optional<int> count(const Source& src, const YAML::Node& n, const Where& w, std::string_view what, int min, int max)
+    {
+        auto v = scalar(src, n, w, what);
+        if (!v) return std::nullopt;
+        int x = 0;
+        auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), x);
+        if (ec != std::errc() || p != v->data() + v->size() || x < min || x > max) {
+            error(at(src, n, w), std::string(what) + ": \"" + *v + "\" must be a whole number from " + std::to_string(min) + " to " +
+                                     std::to_string(max));
+            return std::nullopt;
+        }
+        return x;
+    }
+
+    void compile_prizes(const Source& src, const YAML::Node& pz, const Where& w, PrizeSpec& p)
+    {
+        if (!pz.IsMap() || pz.size() != 1) {
+            error(at(src, pz, w), "`prizes` is one of { equal: {winners, amount_fen} }, { random: {winners, budget_fen, min_fen} } "
+                                  "or { tiers: [ {name, winners, amount_fen}, ... ] }");
+            return;
+        }
+        check_keys(src, pz, {"equal", "random", "tiers"}, "`prizes`");
+        if (auto e = pz["equal"]; e.IsDefined()) {
+            p.kind = PrizeSpec::Kind::equal;
+            if (!e.IsMap()) { error(at(src, e, w), "`equal` is {winners, amount_fen}"); return; }
+            check_keys(src, e, {"winners", "amount_fen"}, "`equal`");
+            if (auto n = e["winners"]; !n.IsDefined()) error(at(src, e, w), "`equal` needs `winners`");
+            else if (auto v = count(src, n, w, "`winners`", 1, 5000)) p.winners = *v;
+            if (auto n = e["amount_fen"]; !n.IsDefined()) error(at(src, e, w), "`equal` needs `amount_fen`");
+            else if (auto v = fen(src, n, w, "`amount_fen`", 1)) p.amount_fen = *v;
+            p.budget_fen = p.amount_fen * p.winners;
+        } else if (auto r = pz["random"]; r.IsDefined()) {
+            p.kind = PrizeSpec::Kind::random;
+            if (!r.IsMap()) { error(at(src, r, w), "`random` is {winners, budget_fen, min_fen}"); return; }
+            check_keys(src, r, {"winners", "budget_fen", "min_fen"}, "`random`");
+            if (auto n = r["winners"]; !n.IsDefined()) error(at(src, r, w), "`random` needs `winners`");
+            else if (auto v = count(src, n, w, "`winners`", 1, 5000)) p.winners = *v;
+            if (auto n = r["budget_fen"]; !n.IsDefined()) error(at(src, r, w), "`random` needs `budget_fen`");
+            else if (auto v = fen(src, n, w, "`budget_fen`", 1)) p.budget_fen = *v;
+            if (auto n = r["min_fen"]; n.IsDefined()) {
+                if (auto v = fen(src, n, w, "`min_fen`", 1)) p.min_fen = *v;
+            }
+            if (p.winners > 0 && p.budget_fen > 0 && p.budget_fen < p.min_fen * p.winners) {
+                error(at(src, r, w), "`random`: a budget of " + std::to_string(p.budget_fen) + " fen cannot give " + std::to_string(p.winners) +
+                                         " winners " + std::to_string(p.min_fen) + " fen each");
+            }
+        } else if (auto t = pz["tiers"]; t.IsDefined()) {
+            p.kind = PrizeSpec::Kind::tiers;
+            if (!t.IsSequence() || t.size() == 0) { error(at(src, t, w), "`tiers` is a list of {name, winners, amount_fen}"); return; }
+            std::set<std::string> names;
+            for (const auto& tier : t) {
+                const auto tw = at(src, tier, w);
+                if (!tier.IsMap()) { error(tw, "a tier is {name, winners, amount_fen}"); continue; }
+                check_keys(src, tier, {"name", "winners", "amount_fen"}, "a tier");
+                PrizeTier pt;
+                if (auto n = tier["name"]; !n.IsDefined()) error(tw, "a tier needs a `name`, e.g. 一等奖");
+                else if (auto v = scalar(src, n, tw, "`name`")) {
+                    pt.name = *v;
+                    if (!names.insert(pt.name).second) error(at(src, n, tw), "tier \"" + pt.name + "\" is listed twice");
+                }
+                if (auto n = tier["winners"]; !n.IsDefined()) error(tw, "a tier needs `winners`");
+                else if (auto v = count(src, n, tw, "`winners`", 1, 5000)) pt.winners = *v;
+                if (auto n = tier["amount_fen"]; !n.IsDefined()) error(tw, "a tier needs `amount_fen`");
+                else if (auto v = fen(src, n, tw, "`amount_fen`", 1)) pt.amount_fen = *v;
+                p.winners += pt.winners;
+                p.budget_fen += pt.amount_fen * pt.winners;
+                p.tiers.push_back(std::move(pt));
+            }
+            if (p.winners > 5000) error(at(src, t, w), "at most 5000 winners per draw");
+        }
+    }
+
+    void compile_draw(const Source& src, const YAML::Node& node)
+    {
+        const auto w = at(src, node, {});
+        if (!node.IsMap()) {
+            error(w, "a draw must be a mapping with id, enter, prizes, ...");
+            return;
+        }
+        const std::size_t errors_before = result_.error_count();
+        check_keys(src, node, {"id", "series", "description", "in", "enter", "opens", "closes", "eligible", "prizes", "payout", "messages",
+                               "tag", "enabled"},
+                   "a draw");
+        DrawSpec d;
+        d.file = src.name;
+        d.line = src.position(w.pos).first;
+        bool enabled = true;
+        if (auto id = node["id"]; !id.IsDefined()) {
+            error(w, "draw without `id`: every draw needs a stable id (rounds, entries and payouts are keyed by it)");
+        } else if (auto v = scalar(src, id, w, "`id`")) {
+            d.id = *v;
+            if (d.id.empty() || d.id.size() > 64 || d.id.find_first_of(" \t/\x1f") != std::string::npos) {
+                error(at(src, id, w), "draw id \"" + d.id + "\" must be 1-64 characters without spaces or '/'");
+            } else if (auto it = draw_where_.find(d.id); it != draw_where_.end()) {
+                error(at(src, id, w), "duplicate draw id \"" + d.id + "\", first used at " + location(it->second));
+            } else {
+                draw_where_.emplace(d.id, at(src, id, w));
+            }
+        }
+        d.series = d.id;
+        if (auto s = node["series"]; s.IsDefined()) {
+            if (auto v = scalar(src, s, w, "`series`")) d.series = *v;
+        }
+        if (auto e = node["enabled"]; e.IsDefined()) {
+            if (auto b = boolean(src, e, w, "`enabled`")) enabled = *b;
+        }
+        if (auto in = node["in"]; in.IsDefined()) (void)compile_in(src, in, w, d.all_groups, d.selections);
+        if (auto en = node["enter"]; !en.IsDefined()) {
+            error(w, "draw without `enter`: say how members enter, e.g. enter: { keyword: 抽奖 } or enter: { join: true }");
+        } else if (!en.IsMap()) {
+            error(at(src, en, w), "`enter` is { keyword: 抽奖 } and/or { join: true } (staff can always add entries)");
+        } else {
+            check_keys(src, en, {"keyword", "join"}, "`enter`");
+            if (auto k = en["keyword"]; k.IsDefined()) {
+                if (auto v = strings(src, k, w, "`keyword`", true)) {
+                    for (const auto& kw : *v) {
+                        auto n = normalize(kw, Fold::keyword);
+                        if (n.empty()) {
+                            error(at(src, k, w), "keyword \"" + kw + "\" is empty after normalisation");
+                            continue;
+                        }
+                        d.keywords.push_back(kw);
+                        d.keyword_norms.push_back(std::move(n));
+                    }
+                }
+            }
+            if (auto j = en["join"]; j.IsDefined()) {
+                if (auto b = boolean(src, j, w, "`join`")) d.enter_by_join = *b;
+            }
+        }
+        if (auto o = node["opens"]; o.IsDefined()) {
+            d.has_opens = true;
+            compile_schedule(src, o, w, d.opens);
+        }
+        if (auto c = node["closes"]; !c.IsDefined()) {
+            error(w, "draw without `closes`: give `after: 2h`, `at: \"daily 21:00\"` and/or `entries: 50`");
+        } else if (!c.IsMap()) {
+            error(at(src, c, w), "`closes` is a mapping: { after: 2h }, { at: \"daily 21:00\" } and/or { entries: 50 }");
+        } else {
+            check_keys(src, c, {"after", "at", "entries"}, "`closes`");
+            if (auto a = c["after"]; a.IsDefined()) {
+                if (auto v = scalar(src, a, w, "`after`")) {
+                    if (!parse_duration(*v, d.duration_ms) || d.duration_ms < 60'000 || d.duration_ms > 31 * 86'400'000LL) {
+                        error(at(src, a, w), "`after`: \"" + *v + "\" is not a duration from 1m to 31d, e.g. 2h");
+                    }
+                }
+            }
+            if (auto a = c["at"]; a.IsDefined()) {
+                d.has_closes_at = true;
+                compile_schedule(src, a, w, d.closes_at);
+            }
+            if (auto n = c["entries"]; n.IsDefined()) {
+                if (auto v = count(src, n, w, "`entries`", 1, 1'000'000)) d.close_entries = *v;
+            }
+            if (d.duration_ms == 0 && !d.has_closes_at && d.close_entries == 0 && c.size() == 0) {
+                error(at(src, c, w), "`closes` needs `after`, `at` or `entries`");
+            }
+        }
+        // Joining is the entry, so "in the group before the draw opened" cannot apply to it.
+        d.eligibility.joined_before_open = !d.enter_by_join;
+        if (auto el = node["eligible"]; el.IsDefined()) compile_eligibility(src, el, w, d);
+        if (auto pz = node["prizes"]; !pz.IsDefined()) {
+            error(w, "draw without `prizes`: e.g. prizes: { random: { winners: 10, budget_fen: 10000, min_fen: 100 } }");
+        } else {
+            compile_prizes(src, pz, w, d.prizes);
+        }
+        if (d.close_entries > 0 && d.prizes.winners > d.close_entries) {
+            error(at(src, node["closes"]["entries"], w), "the draw closes at " + std::to_string(d.close_entries) + " entries but has " +
+                                                             std::to_string(d.prizes.winners) + " winners");
+        }
+        if (auto p = node["payout"]; p.IsDefined()) {
+            if (auto v = scalar(src, p, w, "`payout`")) {
+                if (*v == "manual") d.payout = PayoutMethod::manual;
+                else if (*v == "wechat_pay") d.payout = PayoutMethod::wechat_pay;
+                else error(at(src, p, w), "`payout` is manual (a CSV for finance) or wechat_pay (WeCom enterprise red packets), not \"" + *v + "\"");
+            }
+        }
+        if (auto m = node["messages"]; m.IsDefined()) {
+            if (!m.IsMap()) {
+                error(at(src, m, w), "`messages` is { open: \"...\", result: \"...\" }");
+            } else {
+                check_keys(src, m, {"open", "result"}, "`messages`");
+                if (auto o = m["open"]; o.IsDefined()) {
+                    if (!o.IsScalar()) error(at(src, o, w), "`open` must be a string");
+                    else d.open_text = compile_template(src, o, w, Trigger::draw);
+                    for (auto v : {Var::draw_seed, Var::draw_winners, Var::draw_digest}) {
+                        if (d.open_text.uses(v)) {
+                            error(at(src, o, w), "the opening message cannot show {{ " + std::string(to_string(v)) +
+                                                     " }}: it is not known (or must stay secret) until the draw");
+                        }
+                    }
+                }
+                if (auto r = m["result"]; r.IsDefined()) {
+                    if (!r.IsScalar()) error(at(src, r, w), "`result` must be a string");
+                    else d.result_text = compile_template(src, r, w, Trigger::draw);
+                }
+            }
+        }
+        if (auto t = node["tag"]; t.IsDefined()) {
+            if (!t.IsMap()) {
+                error(at(src, t, w), "`tag` is { entrants: 参与抽奖, winners: 中奖 }");
+            } else {
+                check_keys(src, t, {"entrants", "winners"}, "`tag`");
+                if (auto n = t["entrants"]; n.IsDefined()) {
+                    if (auto v = scalar(src, n, w, "`entrants`")) d.entrant_tag = *v;
+                }
+                if (auto n = t["winners"]; n.IsDefined()) {
+                    if (auto v = scalar(src, n, w, "`winners`")) d.winner_tag = *v;
+                }
+            }
+        }
+        if (d.keywords.empty() && !d.enter_by_join && result_.error_count() == errors_before) {
+            add(Sev::warning, w, "draw \"" + d.id + "\" has no keyword and no join entry: only staff can add entries (qunbot lottery enter)");
+        }
+        if (result_.error_count() != errors_before || !enabled) return;
+        set_.draws.push_back(std::move(d));
+    }
+
+    void compile_eligibility(const Source& src, const YAML::Node& el, const Where& w, DrawSpec& d)
+    {
+        if (!el.IsMap()) {
+            error(at(src, el, w), "`eligible` is a mapping: joined_before_open, staff, blacklisted, tags, not_tags, not_won_within, active");
+            return;
+        }
+        auto& e = d.eligibility;
+        check_keys(src, el, {"joined_before_open", "staff", "blacklisted", "tags", "not_tags", "not_won_within", "active"}, "`eligible`");
+        if (auto n = el["joined_before_open"]; n.IsDefined()) {
+            if (auto b = boolean(src, n, w, "`joined_before_open`")) {
+                e.joined_before_open = *b;
+                if (*b && d.enter_by_join) error(at(src, n, w), "`joined_before_open: true` excludes everyone who enters by joining");
+            }
+        }
+        if (auto n = el["staff"]; n.IsDefined()) {
+            if (auto b = boolean(src, n, w, "`staff`")) e.allow_staff = *b;
+        }
+        if (auto n = el["blacklisted"]; n.IsDefined()) {
+            if (auto b = boolean(src, n, w, "`blacklisted`")) e.exclude_blacklisted = !*b;
+        }
+        if (auto n = el["tags"]; n.IsDefined()) {
+            if (auto v = strings(src, n, w, "`tags`", true)) e.tags_required = std::move(*v);
+        }
+        if (auto n = el["not_tags"]; n.IsDefined()) {
+            if (auto v = strings(src, n, w, "`not_tags`", true)) e.tags_excluded = std::move(*v);
+        }
+        if (auto n = el["not_won_within"]; n.IsDefined()) {
+            std::int64_t ms = 0;
+            if (auto v = scalar(src, n, w, "`not_won_within`")) {
+                if (!parse_duration(*v, ms) || ms < 86'400'000 || ms % 86'400'000 != 0 || ms > 366 * 86'400'000LL) {
+                    error(at(src, n, w), "`not_won_within`: \"" + *v + "\" must be whole days, e.g. 7d (1d to 366d)");
+                } else {
+                    e.not_won_days = static_cast<int>(ms / 86'400'000);
+                }
+            }
+        }
+        if (auto a = el["active"]; a.IsDefined()) {
+            if (!a.IsMap()) {
+                error(at(src, a, w), "`active` is { days: 7, at_least: 2 }");
+            } else {
+                check_keys(src, a, {"days", "at_least"}, "`active`");
+                if (auto n = a["days"]; !n.IsDefined()) error(at(src, a, w), "`active` needs `days`");
+                else if (auto v = count(src, n, w, "`days`", 1, 60)) e.active_days = *v;
+                if (auto n = a["at_least"]; !n.IsDefined()) error(at(src, a, w), "`active` needs `at_least`");
+                else if (auto v = count(src, n, w, "`at_least`", 1, 60)) e.active_at_least = *v;
+                if (e.active_at_least > e.active_days) error(at(src, a, w), "`at_least` cannot exceed `days`");
+            }
+        }
+    }
+
     // Compiles a template and maps each error's offset in the value back to the file. The raw
     // text of a quoted or block scalar differs from its value (quotes, escapes, folding), so
     // the position is found by locating the same "{{" (or "}}") occurrence in the raw text.
@@ -1200,6 +1506,7 @@ private:
     std::map<std::string, ListDef> lists_;
     std::map<std::string, GroupDef> groups_;
     std::map<std::string, Where> rule_where_;
+    std::map<std::string, Where> draw_where_;
 };
 
 } // namespace

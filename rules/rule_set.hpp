@@ -3,6 +3,7 @@
 /// A compiled rule set: the immutable snapshot the engine evaluates. Built by the loader from
 /// the rule files, shared read-only between threads, replaced as a whole on reload.
 
+#include "rules/draw.hpp"
 #include "rules/keyword_index.hpp"
 #include "rules/schedule.hpp"
 #include "rules/template.hpp"
@@ -20,8 +21,11 @@ class RE2;
 namespace qunbot::rules {
 
 /// What a rule reacts to.
-enum class Trigger : std::uint8_t { member_joined, member_left, message, contact_added, schedule };
-inline constexpr std::size_t trigger_count = 5;
+enum class Trigger : std::uint8_t {
+    member_joined, member_left, message, contact_added, schedule,
+    draw, ///< not a rule trigger: the context of a draw's messages (its own template variables)
+};
+inline constexpr std::size_t trigger_count = 5; ///< rule triggers (`draw` excluded)
 [[nodiscard]] std::string_view to_string(Trigger t) noexcept;
 
 /// A named selection of groups (`groups:`). Every given criterion must hold; each list matches
@@ -117,8 +121,10 @@ struct RuleSet {
     std::string fingerprint;         ///< hash of the rule files' bytes: identifies the version
     /// (rule id, text) of every `wecom_template` rule, to be kept in sync on WeCom.
     std::vector<std::pair<std::string, std::string>> welcome_templates;
+    std::vector<DrawSpec> draws;     ///< `draws:` in file order
 
     [[nodiscard]] const Rule* find(std::string_view id) const;
+    [[nodiscard]] const DrawSpec* find_draw(std::string_view id) const;
 };
 
 } // namespace qunbot::rules

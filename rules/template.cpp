@@ -19,24 +19,35 @@ constexpr std::uint8_t joins = bit(Trigger::member_joined) | bit(Trigger::member
 constexpr std::uint8_t every = joins | bit(Trigger::message) | bit(Trigger::contact_added);
 constexpr std::uint8_t in_group = joins | bit(Trigger::message) | bit(Trigger::schedule);
 constexpr std::uint8_t always = every | bit(Trigger::schedule);
+constexpr std::uint8_t draw = bit(Trigger::draw);
 
-constexpr std::array<VarInfo, 16> vars{{
+constexpr std::array<VarInfo, 26> vars{{
     {Var::member_name, "member.name", every},
     {Var::member_mention, "member.mention", joins | bit(Trigger::message)},
     {Var::member_id, "member.id", every},
     {Var::members_names, "members.names", joins},
     {Var::members_mentions, "members.mentions", joins},
     {Var::members_count, "members.count", joins},
-    {Var::group_name, "group.name", in_group},
-    {Var::group_id, "group.id", in_group},
-    {Var::group_member_count, "group.member_count", in_group},
-    {Var::group_owner, "group.owner", in_group},
-    {Var::now, "now", always},
+    {Var::group_name, "group.name", in_group | draw},
+    {Var::group_id, "group.id", in_group | draw},
+    {Var::group_member_count, "group.member_count", in_group | draw},
+    {Var::group_owner, "group.owner", in_group | draw},
+    {Var::now, "now", always | draw},
     {Var::event_state, "event.state", bit(Trigger::contact_added)},
     {Var::event_scene, "event.scene", joins},
     {Var::message_text, "message.text", bit(Trigger::message)},
     {Var::staff_id, "staff.id", bit(Trigger::contact_added)},
     {Var::rule_id, "rule.id", always},
+    {Var::draw_id, "draw.id", draw},
+    {Var::draw_round, "draw.round", draw},
+    {Var::draw_keyword, "draw.keyword", draw},
+    {Var::draw_prizes, "draw.prizes", draw},
+    {Var::draw_closes, "draw.closes", draw},
+    {Var::draw_commitment, "draw.commitment", draw},
+    {Var::draw_seed, "draw.seed", draw},
+    {Var::draw_digest, "draw.digest", draw},
+    {Var::draw_entries, "draw.entries", draw},
+    {Var::draw_winners, "draw.winners", draw},
 }};
 
 std::string_view trim(std::string_view s)

@@ -31,6 +31,16 @@ enum class Var : std::uint8_t {
     message_text,
     staff_id,           ///< the staff member a contact added
     rule_id,
+    draw_id,            ///< draw messages: the draw's id
+    draw_round,         ///< the round number (for `qunbot lottery show`)
+    draw_keyword,       ///< the first entry keyword
+    draw_prizes,        ///< "10人瓜分 ¥100.00", "3 × ¥5.00", tiers
+    draw_closes,        ///< when it closes, in words
+    draw_commitment,    ///< sha256 of the seed, posted at the opening
+    draw_seed,          ///< the seed, revealed at the draw
+    draw_digest,        ///< sha256 of the sorted entries
+    draw_entries,       ///< how many entered
+    draw_winners,       ///< one line per winner: "@name ¥12.34" (with tier names), all mentioned
 };
 
 /// Stable name (`member.name`, ...).
