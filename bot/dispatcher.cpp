@@ -3,6 +3,7 @@
 #include "bot/metrics.hpp"
 #include "rules/engine.hpp"
 #include "storage/database.hpp"
+#include "storage/draw_state.hpp"
 #include "storage/journal.hpp"
 #include "storage/rule_state.hpp"
 
@@ -73,6 +74,52 @@ std::string lane_key(const std::string& tenant, const std::string& group, const 
 {
     // 1:1 events have no group: their lane is the contact, so one customer's events stay ordered.
     return group.empty() ? tenant + "\x1f" + "1:1" + "\x1f" + contact : tenant + "\x1f" + group;
+}
+
+// A member who may be entering a draw, and how.
+struct DrawEntry {
+    std::string draw_id;
+    std::string member;
+    std::string via;
+    std::int64_t at_ms = 0; // when the member acted (the platform's time), 0: when processed
+};
+
+// Which draws this event could enter (by keyword or by joining): decided in the lane without
+// touching storage, so ordinary messages cost no write.
+std::vector<DrawEntry> draw_entries(const rules::RuleSet& set, const core::Event& e)
+{
+    std::vector<DrawEntry> out;
+    if (set.draws.empty() || e.group_id.empty()) return out;
+    for (const auto& d : set.draws) {
+        if (e.kind == core::EventKind::message && !e.actor.empty() && rules::is_entry_text(d, e.text)) {
+            out.push_back({d.id, e.actor, "keyword", e.time * 1000});
+        } else if (e.kind == core::EventKind::member_joined && d.enter_by_join) {
+            for (const auto& m : e.members) out.push_back({d.id, m, "join", e.time * 1000});
+        }
+    }
+    return out;
+}
+
+// Enters each candidate into the open rounds of its draw in this group (inside the decision's
+// transaction, so a replayed event enters nobody twice: entries are unique per round).
+void enter_draws(SQLite::Database& db, const rules::RuleSet& set, const std::vector<DrawEntry>& entries, const std::string& tenant,
+                 const std::string& group, std::int64_t now, int offset)
+{
+    if (entries.empty()) return;
+    for (const auto& round : storage::open_rounds(db, tenant, group)) {
+        for (const auto& e : entries) {
+            if (e.draw_id != round.draw_id) continue;
+            // A message sent before the close but processed after it still counts: the
+            // platform's timestamp decides (never later than now, whatever the sender's clock).
+            const auto at = e.at_ms > 0 ? std::min(now, e.at_ms) : now;
+            const auto r = storage::enter_round(db, set.find_draw(e.draw_id), round.id, e.member, e.via, at, offset);
+            if (r.status == storage::EntryResult::Status::rejected) {
+                spdlog::info("draw {} round {}: {} not entered: {}", round.draw_id, round.id, e.member, r.reason);
+            } else if (r.drew) {
+                spdlog::info("draw {} round {}: drawn on reaching {} entries", round.draw_id, round.id, round.close_entries);
+            }
+        }
+    }
 }
 
 bool is_rule_file_name(std::string_view name)
@@ -249,8 +296,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
         for (const auto& t : d.trace) {
             spdlog::debug("rule {}: {} {}", t.rule_id, rules::to_string(t.outcome), t.detail);
         }
+        auto entries = job.flush ? std::vector<DrawEntry>{} : draw_entries(*set, job.event);
         const bool empty = d.actions.empty() && d.batch_upserts.empty() && d.batch_erases.empty() && d.cooldowns.empty() &&
-                           d.tags.empty();
+                           d.tags.empty() && entries.empty();
         if (empty) {
             // Nothing to record: a replay after a crash would decide the same nothing.
             finish(job, lane, {});
@@ -264,19 +312,24 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
         auto decision = std::make_shared<rules::Decision>(std::move(d));
         const auto version = set->fingerprint;
         const auto event_id = job.event_id;
+        const auto group = job.event.group_id;
+        const int offset = utc_offset_s();
+        const bool has_entries = !entries.empty();
         journal.submit(
-            [decision, tenant, event_id, now, version, cursor](SQLite::Database& db) {
+            [decision, tenant, event_id, now, version, cursor, entries = std::move(entries), set, group, offset](SQLite::Database& db) {
                 storage::apply_decision(db, *decision, tenant, event_id, now, version);
+                enter_draws(db, *set, entries, tenant, group, now, offset);
                 if (cursor > 0) storage::set_dispatch_cursor(db, cursor);
             },
-            [self = shared_from_this(), job = std::move(job), lane, decision](std::string error) mutable {
-                net::post(lane->strand, [self, job = std::move(job), lane, decision, error = std::move(error)]() mutable {
+            [self = shared_from_this(), job = std::move(job), lane, decision, has_entries](std::string error) mutable {
+                net::post(lane->strand, [self, job = std::move(job), lane, decision, has_entries, error = std::move(error)]() mutable {
                     if (!error.empty()) {
                         self->retry(std::move(job), lane, "decision commit failed: " + error);
                         return;
                     }
                     self->actions.inc(decision->actions.size());
-                    if (!decision->actions.empty() && self->o.on_actions) self->o.on_actions();
+                    // Draw entries may have drawn a round (its result message is queued).
+                    if ((!decision->actions.empty() || has_entries) && self->o.on_actions) self->o.on_actions();
                     self->finish(job, lane, decision->batch_upserts);
                 });
             });

@@ -2,6 +2,7 @@
 
 #include "bot/metrics.hpp"
 #include "storage/database.hpp"
+#include "storage/draw_state.hpp"
 #include "storage/journal.hpp"
 #include "storage/schedule_state.hpp"
 
@@ -21,9 +22,6 @@ std::int64_t system_now_ms()
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// What identifies a rule's timing: an edit of any of it restarts the schedule.
-std::string timing_of(const rules::Rule& r) { return r.schedule.text + "|" + r.schedule.tz; }
-
 constexpr std::size_t max_slots_per_tick = 100'000; // a minute-cron over ~70 days of downtime
 
 } // namespace
@@ -34,6 +32,7 @@ struct Scheduler::Impl {
           fired(m.counter("qunbot_schedule_slots_total", "Schedule slots, by outcome", {{"status", "fired"}})),
           skipped(m.counter("qunbot_schedule_slots_total", "Schedule slots, by outcome", {{"status", "skipped"}})),
           planned_actions(m.counter("qunbot_schedule_actions_total", "Actions planned by schedules")),
+          draws_done(m.counter("qunbot_draws_drawn_total", "Draw rounds drawn at their closing time")),
           plan_seconds(m.histogram("qunbot_schedule_plan_seconds", "Time to plan one slot over its groups",
                                    {0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5}))
     {
@@ -46,6 +45,7 @@ struct Scheduler::Impl {
     Counter& fired;
     Counter& skipped;
     Counter& planned_actions;
+    Counter& draws_done;
     Histogram& plan_seconds;
     std::unique_ptr<SQLite::Database> reader; // used by the ticking thread only
     std::mutex mutex;
@@ -107,7 +107,116 @@ struct Scheduler::Impl {
                 if (!best || s->at_ms < *best) best = s->at_ms;
             }
         }
+        for (const auto& d : set->draws) {
+            if (!d.has_opens) continue;
+            if (auto s = rules::next_slot(d.opens, now - 1)) {
+                if (!best || s->at_ms < *best) best = s->at_ms;
+            }
+        }
+        if (auto c = storage::next_close_ms(*reader)) {
+            const auto at = *c + opts.close_grace_ms;
+            if (!best || at < *best) best = at;
+        }
         return best;
+    }
+
+    // The slots of `spec` (kept under `key`) due at `now`, oldest first; `catch_up` is the index
+    // of a missed slot that still fires under `missed: catch_up` (due.size() when none).
+    std::vector<rules::Slot> due_slots(const std::string& key, const rules::ScheduleSpec& spec, std::int64_t now, std::size_t& catch_up)
+    {
+        std::vector<rules::Slot> due;
+        const auto timing = spec.text + "|" + spec.tz;
+        auto known = since.find(key);
+        if (known == since.end() || known->second.first != timing) {
+            std::int64_t from = 0;
+            const auto err = write([&from, key, timing, now](SQLite::Database& db) { from = storage::note_schedule(db, key, timing, now); });
+            if (!err.empty()) {
+                spdlog::error("scheduler: {}: {}", key, err);
+                catch_up = 0;
+                return due;
+            }
+            known = since.insert_or_assign(key, std::make_pair(timing, from)).first;
+        }
+        std::int64_t from = known->second.second;
+        if (auto last = storage::last_slot_ms(*reader, key); last && *last > from) from = *last;
+        for (auto s = rules::next_slot(spec, from); s && s->at_ms <= now && due.size() < max_slots_per_tick; s = rules::next_slot(spec, s->at_ms)) {
+            due.push_back(std::move(*s));
+        }
+        // On time: fire. Missed (qunbot was down or the clock jumped): skip, or with catch_up
+        // fire the latest one still within grace.
+        catch_up = due.size();
+        if (!due.empty() && spec.missed == rules::ScheduleSpec::Missed::catch_up && now - due.back().at_ms <= spec.grace_ms) {
+            catch_up = due.size() - 1;
+        }
+        return due;
+    }
+
+    // Opens the rounds of draws whose `opens` slot came, and draws rounds whose time is up.
+    void tick_draws(const rules::RuleSet& set, std::int64_t now, std::vector<Fired>& out)
+    {
+        for (const auto& draw : set.draws) {
+            if (!draw.has_opens) continue;
+            const auto key = "draw/" + draw.id; // rule ids cannot contain '/': no clash
+            std::size_t catch_up = 0;
+            const auto due = due_slots(key, draw.opens, now, catch_up);
+            for (std::size_t i = 0; i < due.size(); ++i) {
+                const auto& s = due[i];
+                Fired f{key, s.key, s.at_ms, now - s.at_ms <= opts.on_time_ms || i == catch_up ? "fired" : "skipped", 0, 0};
+                std::vector<storage::ScheduleTarget> targets;
+                if (f.status == "fired") {
+                    for (auto& t : storage::schedule_targets(*reader)) {
+                        if (rules::selects(set, draw, t.group)) targets.push_back(std::move(t));
+                    }
+                }
+                bool inserted = false;
+                const auto offset = opts.utc_offset_s;
+                const auto err = write([&inserted, &f, &draw, targets, key, slot = s, now, offset, status = f.status](SQLite::Database& db) {
+                    storage::SlotRecord record{key, slot.key, slot.at_ms, now, status, static_cast<std::int64_t>(targets.size()), 0};
+                    inserted = storage::record_slot(db, record, {}, now);
+                    if (!inserted || status != "fired") return;
+                    for (const auto& t : targets) {
+                        if (storage::open_round(db, draw, t.tenant, t.app, t.group, slot.key, now, offset)) ++f.groups;
+                    }
+                    f.actions = f.groups;
+                });
+                if (!err.empty()) {
+                    spdlog::error("scheduler: draw {} slot {}: {}", draw.id, s.key, err);
+                    break;
+                }
+                if (!inserted) f.status = "already";
+                else if (f.status == "fired") {
+                    fired.inc();
+                    spdlog::info("draw {}: slot {} opened {} round(s)", draw.id, s.key, f.groups);
+                    if (f.groups > 0 && opts.on_actions) opts.on_actions();
+                } else {
+                    skipped.inc();
+                    spdlog::warn("draw {}: opening slot {} missed by {} s, skipped", draw.id, s.key, (now - s.at_ms) / 1000);
+                }
+                out.push_back(std::move(f));
+            }
+        }
+        // A little after the closing time, so entries sent just before it are in.
+        for (const auto id : storage::rounds_due(*reader, now - opts.close_grace_ms)) {
+            std::string draw_id;
+            storage::DrawResult r;
+            const auto offset = opts.utc_offset_s;
+            const auto err = write([&r, &draw_id, &set, id, now, offset](SQLite::Database& db) {
+                const auto round = storage::find_round(db, id);
+                if (!round) return;
+                draw_id = round->draw_id;
+                r = storage::draw_round(db, set.find_draw(round->draw_id), id, now, offset, "time");
+            });
+            if (!err.empty()) {
+                spdlog::error("scheduler: drawing round {}: {}", id, err);
+                continue;
+            }
+            if (!r.drawn) continue;
+            draws_done.inc();
+            spdlog::info("draw {} round {}: drawn at its closing time, {} entries, {} winner(s), {}", draw_id, id, r.entries, r.winners,
+                         rules::format_fen(r.total_fen));
+            out.push_back(Fired{"draw/" + draw_id, "round " + std::to_string(id), now, "drawn", 1, 1});
+            if (opts.on_actions) opts.on_actions();
+        }
     }
 
     std::vector<Fired> tick()
@@ -121,32 +230,9 @@ struct Scheduler::Impl {
         bool targets_loaded = false;
         for (const auto& rule : set->rules) {
             if (rule.trigger != rules::Trigger::schedule) continue;
-            const auto timing = timing_of(rule);
+            std::size_t catch_up = 0;
+            const auto due = due_slots(rule.id, rule.schedule, now, catch_up);
             std::string err;
-            auto known = since.find(rule.id);
-            if (known == since.end() || known->second.first != timing) {
-                std::int64_t from = 0;
-                err = write([&from, id = rule.id, timing, now](SQLite::Database& db) { from = storage::note_schedule(db, id, timing, now); });
-                if (!err.empty()) {
-                    spdlog::error("scheduler: rule {}: {}", rule.id, err);
-                    continue;
-                }
-                known = since.insert_or_assign(rule.id, std::make_pair(timing, from)).first;
-            }
-            std::int64_t from = known->second.second;
-            if (auto last = storage::last_slot_ms(*reader, rule.id); last && *last > from) from = *last;
-            std::vector<rules::Slot> due;
-            for (auto s = rules::next_slot(rule.schedule, from); s && s->at_ms <= now && due.size() < max_slots_per_tick;
-                 s = rules::next_slot(rule.schedule, s->at_ms)) {
-                due.push_back(std::move(*s));
-            }
-            if (due.empty()) continue;
-            // On time: fire. Missed (qunbot was down or the clock jumped): skip, or with
-            // catch_up fire the latest one still within grace.
-            std::size_t catch_up = due.size(); // none
-            if (rule.schedule.missed == rules::ScheduleSpec::Missed::catch_up && now - due.back().at_ms <= rule.schedule.grace_ms) {
-                catch_up = due.size() - 1;
-            }
             for (std::size_t i = 0; i < due.size(); ++i) {
                 const auto& s = due[i];
                 const bool on_time = now - s.at_ms <= opts.on_time_ms;
@@ -187,6 +273,7 @@ struct Scheduler::Impl {
                 out.push_back(std::move(f));
             }
         }
+        tick_draws(*set, now, out);
         return out;
     }
 };

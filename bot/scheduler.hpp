@@ -33,6 +33,7 @@ public:
         std::string database;
         int utc_offset_s = 8 * 3600;            ///< for `{{ now | date }}` in the posts
         std::int64_t on_time_ms = 60'000;       ///< a slot this late still counts as on time
+        std::int64_t close_grace_ms = 10'000;   ///< draws are drawn this long after closing, for late entries
         std::function<std::int64_t()> now_ms;   ///< wall clock; injectable for tests
         std::function<void()> on_actions;       ///< after a slot's actions are committed
     };

@@ -222,10 +222,10 @@ void collect_matches(const Condition& c, const Context& ctx, std::string& out)
     for (const auto& child : c.children) collect_matches(child, ctx, out);
 }
 
-bool in_scope(const RuleSet& rules, const Rule& rule, const GroupInfo& group)
+bool in_scope(const RuleSet& rules, bool all_groups, const std::vector<std::uint32_t>& selections, const GroupInfo& group)
 {
-    if (rule.all_groups) return true;
-    for (auto idx : rule.selections) {
+    if (all_groups) return true;
+    for (auto idx : selections) {
         const auto& sel = rules.selections[idx];
         auto any_of = [](const std::vector<std::string>& list, auto pred) {
             if (list.empty()) return true;
@@ -486,7 +486,7 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
             if (!detail.empty()) trace.detail = detail + (trace.detail.empty() ? "" : "; " + trace.detail);
             d.trace.push_back(std::move(trace));
         };
-        if (trigger != Trigger::contact_added && !in_scope(rules, rule, state.group)) {
+        if (trigger != Trigger::contact_added && !in_scope(rules, rule.all_groups, rule.selections, state.group)) {
             record(Trace::Outcome::out_of_scope, "group \"" + state.group.name + "\" is not in `in:`");
             continue;
         }
@@ -575,7 +575,15 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
     return d;
 }
 
-bool selects(const RuleSet& rules, const Rule& rule, const GroupInfo& group) { return in_scope(rules, rule, group); }
+bool selects(const RuleSet& rules, const Rule& rule, const GroupInfo& group)
+{
+    return in_scope(rules, rule.all_groups, rule.selections, group);
+}
+
+bool selects(const RuleSet& rules, const DrawSpec& draw, const GroupInfo& group)
+{
+    return in_scope(rules, draw.all_groups, draw.selections, group);
+}
 
 Decision plan_scheduled(const Rule& rule, const State& state, const std::string& slot_key, const std::string& tenant,
                         const std::string& platform, const std::string& app)

@@ -108,6 +108,8 @@ struct EvaluateOptions {
 
 /// Whether `rule`'s `in` selects `group`.
 [[nodiscard]] bool selects(const RuleSet& rules, const Rule& rule, const GroupInfo& group);
+/// Whether `draw`'s `in` selects `group`.
+[[nodiscard]] bool selects(const RuleSet& rules, const DrawSpec& draw, const GroupInfo& group);
 /// One slot of a scheduled rule in one group (`state.group`, `state.now_ms`): its actions,
 /// keyed by tenant, rule, slot and group, so a slot is performed at most once per group.
 [[nodiscard]] Decision plan_scheduled(const Rule& rule, const State& state, const std::string& slot_key, const std::string& tenant,

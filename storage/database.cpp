@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 4> migrations{
+constexpr std::array<std::string_view, 5> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -254,6 +254,93 @@ CREATE TABLE schedule_slots (
     PRIMARY KEY (rule_id, slot)
 ) WITHOUT ROWID;
 CREATE INDEX schedule_slots_by_time ON schedule_slots (rule_id, at_ms);
+)sql",
+    // 5: draws. A round is one opening of a draw in one group, with its seed and commitment and
+    // the prize definition as it was then (so a later rule edit cannot change how it verifies).
+    // Picks are numbered in draw order (rerolls continue the numbering); payouts are the money
+    // ledger, one row per pick, keyed by a bill number derived from the round and the pick.
+    // `blacklist` excludes members from draws (and is where ad cleanup will record them).
+    R"sql(
+CREATE TABLE draw_rounds (
+    id            INTEGER PRIMARY KEY,
+    draw_id       TEXT    NOT NULL,
+    series        TEXT    NOT NULL,
+    tenant        TEXT    NOT NULL,
+    app           TEXT    NOT NULL,
+    group_id      TEXT    NOT NULL,
+    slot          TEXT    NOT NULL,
+    status        TEXT    NOT NULL,
+    opened_ms     INTEGER NOT NULL,
+    closes_at_ms  INTEGER NOT NULL DEFAULT 0,
+    close_entries INTEGER NOT NULL DEFAULT 0,
+    seed          TEXT    NOT NULL,
+    commitment    TEXT    NOT NULL,
+    prizes        TEXT    NOT NULL,
+    payout        TEXT    NOT NULL,
+    drawn_ms      INTEGER,
+    closed_by     TEXT    NOT NULL DEFAULT '',
+    digest        TEXT    NOT NULL DEFAULT '',
+    UNIQUE (draw_id, tenant, group_id, slot)
+);
+CREATE INDEX draw_rounds_open ON draw_rounds (status, tenant, group_id);
+CREATE TABLE draw_entries (
+    round_id   INTEGER NOT NULL,
+    member_id  TEXT    NOT NULL,
+    entered_ms INTEGER NOT NULL,
+    via        TEXT    NOT NULL,
+    PRIMARY KEY (round_id, member_id)
+) WITHOUT ROWID;
+CREATE TABLE draw_rejections (
+    round_id  INTEGER NOT NULL,
+    member_id TEXT    NOT NULL,
+    at_ms     INTEGER NOT NULL,
+    reason    TEXT    NOT NULL,
+    PRIMARY KEY (round_id, member_id)
+) WITHOUT ROWID;
+CREATE TABLE draw_picks (
+    round_id   INTEGER NOT NULL,
+    pick       INTEGER NOT NULL,
+    tenant     TEXT    NOT NULL,
+    series     TEXT    NOT NULL,
+    member_id  TEXT    NOT NULL,
+    rank       INTEGER NOT NULL,
+    tier       TEXT    NOT NULL,
+    amount_fen INTEGER NOT NULL,
+    replaced   INTEGER NOT NULL DEFAULT 0,
+    reason     TEXT    NOT NULL DEFAULT '',
+    at_ms      INTEGER NOT NULL,
+    PRIMARY KEY (round_id, pick)
+);
+CREATE INDEX draw_picks_by_member ON draw_picks (tenant, member_id, series, at_ms);
+CREATE TABLE payouts (
+    id          INTEGER PRIMARY KEY,
+    round_id    INTEGER NOT NULL,
+    pick        INTEGER NOT NULL,
+    tenant      TEXT    NOT NULL,
+    app         TEXT    NOT NULL,
+    member_id   TEXT    NOT NULL,
+    amount_fen  INTEGER NOT NULL,
+    method      TEXT    NOT NULL,
+    billno      TEXT    NOT NULL UNIQUE,
+    status      TEXT    NOT NULL,
+    openid      TEXT    NOT NULL DEFAULT '',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_try_ms INTEGER NOT NULL DEFAULT 0,
+    detail      TEXT    NOT NULL DEFAULT '',
+    send_listid TEXT    NOT NULL DEFAULT '',
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    paid_ms     INTEGER,
+    UNIQUE (round_id, pick)
+);
+CREATE INDEX payouts_due ON payouts (status, next_try_ms);
+CREATE TABLE blacklist (
+    tenant    TEXT    NOT NULL,
+    member_id TEXT    NOT NULL,
+    reason    TEXT    NOT NULL,
+    since_ms  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, member_id)
+);
 )sql",
 };
 
