@@ -409,8 +409,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
             reloads_ok.inc();
             for (const auto& d : result.diagnostics) spdlog::warn("rules: {}", d.headline());
             if (changed) {
-                spdlog::info("rules: loaded {} rule(s) from {} file(s) in {} ({}), version {}", result.rules->rules.size(),
-                             result.files.size(), o.rules.dir, reason, result.rules->fingerprint);
+                spdlog::info("rules: loaded {} rule(s) and {} draw(s) from {} file(s) in {} ({}), version {}", result.rules->rules.size(),
+                             result.rules->draws.size(), result.files.size(), o.rules.dir, reason, result.rules->fingerprint);
                 auto saved = std::make_shared<std::promise<void>>();
                 journal.submit([sources = result.sources](SQLite::Database& db) { storage::save_good_rules(db, sources); },
                                [saved](std::string error) {

@@ -170,12 +170,16 @@ struct Scheduler::Impl {
                 }
                 bool inserted = false;
                 const auto offset = opts.utc_offset_s;
-                const auto err = write([&inserted, &f, &draw, targets, key, slot = s, now, offset, status = f.status](SQLite::Database& db) {
+                const auto on_time = opts.on_time_ms;
+                const auto err = write([&inserted, &f, &draw, targets, key, slot = s, now, offset, on_time, status = f.status](SQLite::Database& db) {
                     storage::SlotRecord record{key, slot.key, slot.at_ms, now, status, static_cast<std::int64_t>(targets.size()), 0};
                     inserted = storage::record_slot(db, record, {}, now);
                     if (!inserted || status != "fired") return;
+                    // On time, the round opens at the slot's own time, so `closes: {after: 1h}`
+                    // of a 20:00 draw is 21:00 sharp; a late catch-up opens now.
+                    const auto opened = now - slot.at_ms <= on_time ? slot.at_ms : now;
                     for (const auto& t : targets) {
-                        if (storage::open_round(db, draw, t.tenant, t.app, t.group, slot.key, now, offset)) ++f.groups;
+                        if (storage::open_round(db, draw, t.tenant, t.app, t.group, slot.key, opened, offset)) ++f.groups;
                     }
                     f.actions = f.groups;
                 });

@@ -242,7 +242,10 @@ std::optional<std::int64_t> open_round(SQLite::Database& db, const rules::DrawSp
     if (!draw.open_text.empty()) {
         text = rules::render_draw(draw.open_text, m, group, now_ms, utc_offset_s, &mentions);
     } else {
-        text = "🎁 抽奖开始:" + (draw.keywords.empty() ? std::string("由工作人员登记参与") : "回复「" + draw.keywords.front() + "」参与") +
+        const std::string how = !draw.keywords.empty() ? "回复「" + draw.keywords.front() + "」参与"
+                                : draw.enter_by_join ? std::string("新入群即参与")
+                                                     : std::string("由工作人员登记参与");
+        text = "🎁 抽奖开始:" + how +
                ",奖品 " + draw.prizes.describe() + ",开奖:" + m.closes + "。\n公平承诺:随机种子的 SHA-256 = " + r.commitment +
                "(开奖时公布种子,人人可验证)";
     }
@@ -383,7 +386,9 @@ DrawResult draw_round(SQLite::Database& db, const rules::DrawSpec* draw, std::in
     const auto group = group_info(db, r->tenant, r->group_id);
     std::string text;
     std::vector<std::string> mentions;
-    if (draw && !draw->result_text.empty()) {
+    if (winners == 0) {
+        text = "本轮抽奖无人参与,未产生中奖者。随机种子:" + r->seed;
+    } else if (draw && !draw->result_text.empty()) {
         text = rules::render_draw(draw->result_text, m, group, now_ms, utc_offset_s, &mentions);
     } else {
         rules::Template t;
@@ -391,7 +396,7 @@ DrawResult draw_round(SQLite::Database& db, const rules::DrawSpec* draw, std::in
         t = rules::Template::compile("🎉 开奖啦!共 {{ draw.entries }} 人参与,中奖名单:\n{{ draw.winners }}\n"
                                      "随机种子:{{ draw.seed }}(sha256(种子) 即开场公布的承诺值,可自行验证)",
                                      rules::Trigger::draw, errors);
-        text = winners == 0 ? "本轮抽奖无人参与,未产生中奖者。随机种子:" + r->seed : rules::render_draw(t, m, group, now_ms, utc_offset_s, &mentions);
+        text = rules::render_draw(t, m, group, now_ms, utc_offset_s, &mentions);
     }
     enqueue_action(db, group_post(*r, "result", std::move(text), std::move(mentions)), now_ms);
     return res;
