@@ -2,6 +2,8 @@
 #include "adapters/wecom/callback_crypto.hpp"
 #include "adapters/wecom/test_event.hpp"
 #include "bot/app_api.hpp"
+#include "bot/cli_util.hpp"
+#include "bot/lottery_cli.hpp"
 #include "bot/config.hpp"
 #include "bot/http_client.hpp"
 #include "bot/rule_tests.hpp"
@@ -33,11 +35,8 @@ namespace {
 
 using namespace qunbot;
 
-int fail(const std::string& message, int code = 1)
-{
-    std::cerr << "qunbot: " << message << "\n";
-    return code;
-}
+using bot::fail;
+using bot::local_time;
 
 void setup_logging(const std::string& level)
 {
@@ -348,17 +347,6 @@ struct OutboxArgs {
     std::size_t limit = 50;
     std::int64_t id = 0;
 };
-
-std::string local_time(std::int64_t ms)
-{
-    if (ms <= 0) return "-";
-    const std::time_t when = ms / 1000;
-    std::tm tm{};
-    localtime_r(&when, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    return buf;
-}
 
 int run_outbox(const std::string& verb, OutboxArgs args)
 {
@@ -673,6 +661,9 @@ int main(int argc, char** argv)
     run_cmd->add_option("--run-id", schedule_args.run_id, "Names this manual run (default: the current time)");
     run_cmd->callback([&] { schedule_verb = "run"; });
 
+    bot::LotteryArgs lottery_args;
+    bot::add_lottery_commands(cli, lottery_args);
+
     // `qunbot schedule next --db X` as well as `qunbot schedule --db X next`.
     for (auto* parent : {schedule_cmd, outbox_cmd}) {
         for (auto* sub : parent->get_subcommands({})) sub->fallthrough();
@@ -690,6 +681,9 @@ int main(int argc, char** argv)
         if (*outbox_cmd) return run_outbox(outbox_verb, outbox_args);
         if (*appchat_create) return run_appchat_create(appchat_args);
         if (*schedule_cmd) return run_schedule(schedule_verb, schedule_args);
+        bool handled = false;
+        const int rc = bot::run_lottery_commands(lottery_args, handled);
+        if (handled) return rc;
     } catch (const std::exception& e) {
         // The one task boundary of the command-line tools.
         return fail(std::string("unexpected error: ") + e.what(), 70);

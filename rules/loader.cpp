@@ -59,6 +59,7 @@ std::string LoadResult::report() const
     for (const auto& d : diagnostics) s += d.format() + "\n";
     s += std::to_string(files.size()) + " file(s), ";
     if (rules) s += std::to_string(rules->rules.size()) + " rule(s), ";
+    if (rules && !rules->draws.empty()) s += std::to_string(rules->draws.size()) + " draw(s), ";
     s += std::to_string(error_count()) + " error(s), " + std::to_string(warning_count()) + " warning(s)\n";
     return s;
 }
