@@ -111,7 +111,43 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
         return core::make_error("config_invalid", c.report());
     }
     c.only_keys(root, "", {"listen", "threads", "database", "log_level", "http", "journal", "shutdown_grace_ms", "rules", "delivery",
-                          "apps"});
+                          "wechat_pay", "apps"});
+    if (auto it = root.find("wechat_pay"); it != root.end()) {
+        if (!it->is_object()) c.problem("/wechat_pay", "expected an object");
+        else {
+            auto& w = cfg.wechat_pay;
+            const std::string at = "/wechat_pay";
+            c.only_keys(*it, at, {"mch_id", "app", "api_base_url", "ca_file", "cert_file", "key_file", "secrets_file", "mch_key_env",
+                                  "payment_secret_env", "sender_name", "agent_id", "act_name", "wishing", "remark", "scene_id", "dry_run",
+                                  "per_user_daily_fen", "per_user_daily_count", "daily_total_fen", "max_attempts", "retry_base_ms",
+                                  "poll_ms", "connect_timeout_ms", "request_timeout_ms"});
+            for (auto [key, field] : {std::pair{"mch_id", &w.mch_id}, {"app", &w.app}, {"api_base_url", &w.api_base_url},
+                                      {"ca_file", &w.ca_file}, {"cert_file", &w.cert_file}, {"key_file", &w.key_file},
+                                      {"secrets_file", &w.secrets_file}, {"mch_key_env", &w.mch_key_env},
+                                      {"payment_secret_env", &w.payment_secret_env}, {"sender_name", &w.sender_name},
+                                      {"act_name", &w.act_name}, {"wishing", &w.wishing}, {"remark", &w.remark}, {"scene_id", &w.scene_id}}) {
+                c.get(*it, at, key, *field);
+            }
+            c.get(*it, at, "agent_id", w.agent_id);
+            c.get(*it, at, "dry_run", w.dry_run);
+            c.get(*it, at, "per_user_daily_fen", w.per_user_daily_fen);
+            c.get(*it, at, "per_user_daily_count", w.per_user_daily_count);
+            c.get(*it, at, "daily_total_fen", w.daily_total_fen);
+            c.get_positive(*it, at, "max_attempts", w.max_attempts);
+            c.get_positive(*it, at, "retry_base_ms", w.retry_base_ms);
+            c.get_positive(*it, at, "poll_ms", w.poll_ms);
+            c.get_positive(*it, at, "connect_timeout_ms", w.connect_timeout_ms);
+            c.get_positive(*it, at, "request_timeout_ms", w.request_timeout_ms);
+            if (w.enabled()) {
+                if (w.cert_file.empty() || w.key_file.empty()) c.problem(at, "cert_file and key_file (the merchant API certificate) are required: the API uses mutual TLS");
+                if (w.secrets_file.empty() && (w.mch_key_env.empty() || w.payment_secret_env.empty())) {
+                    c.problem(at, "give secrets_file, or both mch_key_env and payment_secret_env");
+                }
+                if (w.mch_id.size() > 10 || w.mch_id.find_first_not_of("0123456789") != std::string::npos) c.problem(at + "/mch_id", "expected the merchant number (digits)");
+                if (!w.sender_name.empty() && w.agent_id > 0) c.problem(at, "sender_name and agent_id are mutually exclusive; set sender_name to \"\" to use agent_id");
+            }
+        }
+    }
     if (auto it = root.find("delivery"); it != root.end()) {
         if (!it->is_object()) c.problem("/delivery", "expected an object");
         else {
@@ -331,6 +367,28 @@ core::Status resolve_secrets(Config& config)
         }
         app.token = core::Secret(std::move(token));
         app.encoding_aes_key = core::Secret(std::move(key));
+    }
+    if (auto& w = config.wechat_pay; w.enabled()) {
+        std::string mch_key, payment_secret;
+        if (!w.secrets_file.empty()) {
+            const auto j = json::parse(read_file(w.secrets_file), nullptr, false);
+            if (j.is_discarded() || !j.is_object() || !j.contains("mch_key") || !j["mch_key"].is_string() || !j.contains("payment_secret") ||
+                !j["payment_secret"].is_string()) {
+                problems += "wechat_pay: secrets file " + w.secrets_file + " must be a JSON object with string fields \"mch_key\" and \"payment_secret\"\n";
+            } else {
+                mch_key = j["mch_key"].get<std::string>();
+                payment_secret = j["payment_secret"].get<std::string>();
+            }
+        } else {
+            const char* k = std::getenv(w.mch_key_env.c_str());
+            const char* p = std::getenv(w.payment_secret_env.c_str());
+            if (k == nullptr || *k == '\0') problems += "wechat_pay: environment variable " + w.mch_key_env + " is not set\n";
+            else mch_key = k;
+            if (p == nullptr || *p == '\0') problems += "wechat_pay: environment variable " + w.payment_secret_env + " is not set\n";
+            else payment_secret = p;
+        }
+        w.mch_key = core::Secret(std::move(mch_key));
+        w.payment_secret = core::Secret(std::move(payment_secret));
     }
     if (!problems.empty()) {
         problems.pop_back();

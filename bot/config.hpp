@@ -86,6 +86,38 @@ struct DeliveryConfig {
     std::uint32_t task_check_ms = 600000; ///< how often mass-send tasks are checked for the owner's send
 };
 
+/// WeCom enterprise red packets through WeChat Pay (draws with `payout: wechat_pay`). Without
+/// `mch_id` such payouts wait in the ledger (status pending) and nothing is called.
+struct WeChatPayConfig {
+    std::string mch_id;            ///< merchant number (empty: payouts disabled)
+    std::string app;               ///< configured app whose corp id is the wxappid and whose API converts userids to openids (default: the first)
+    std::string api_base_url = "https://api.mch.weixin.qq.com";
+    std::string ca_file;           ///< extra CA to trust (tests)
+    std::string cert_file;         ///< merchant API certificate (PEM), mutual TLS
+    std::string key_file;          ///< its private key (PEM)
+    std::string secrets_file;      ///< JSON {"mch_key": ..., "payment_secret": ...}, or:
+    std::string mch_key_env;       ///< environment variable with the merchant API key (v2)
+    std::string payment_secret_env;///< environment variable with the 企业支付 app secret
+    core::Secret mch_key;          ///< filled by `resolve_secrets`
+    core::Secret payment_secret;   ///< filled by `resolve_secrets`
+    std::string sender_name = "群福利"; ///< shown as the sender (or agent_id)
+    int agent_id = 0;
+    std::string act_name = "群抽奖";
+    std::string wishing = "恭喜中奖";
+    std::string remark = "";
+    std::string scene_id;          ///< PRODUCT_1..8: needed for amounts below ¥1 or above ¥200
+    bool dry_run = false;          ///< build and sign every request, record it, call nothing
+    std::int64_t per_user_daily_fen = 100'000;  ///< WeChat Pay: at most ¥1000 per user per day
+    unsigned per_user_daily_count = 10;         ///< and 10 red packets
+    std::int64_t daily_total_fen = 0;           ///< our own cap per local day (0: none)
+    unsigned max_attempts = 8;     ///< SYSTEMERROR retries (same bill number), then a person checks
+    std::uint32_t retry_base_ms = 2000;
+    std::uint32_t poll_ms = 1000;
+    std::uint32_t connect_timeout_ms = 5000;
+    std::uint32_t request_timeout_ms = 10000;
+    [[nodiscard]] bool enabled() const noexcept { return !mch_id.empty(); }
+};
+
 struct Config {
     std::string address = "127.0.0.1";
     std::uint16_t port = 8080;
@@ -98,6 +130,7 @@ struct Config {
     std::uint32_t shutdown_grace_ms = 10000;
     RulesConfig rules;
     DeliveryConfig delivery;
+    WeChatPayConfig wechat_pay;
     std::vector<AppConfig> apps;
 };
 

@@ -1,6 +1,7 @@
 #include "bot/delivery.hpp"
 
 #include "bot/app_api.hpp"
+#include "bot/journal_await.hpp"
 
 #include "adapters/https/client.hpp"
 #include "adapters/wecom/api_client.hpp"
@@ -161,20 +162,7 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         waker.cancel();
     }
 
-    // A write through the journal's single writer, awaited. Not a coroutine itself: the
-    // initiation object must not be a temporary inside a co_await expression (g++ 12).
-    awaitable<std::string> commit(storage::WriteWork work)
-    {
-        auto self = shared_from_this();
-        return net::async_initiate<decltype(net::use_awaitable), void(std::string)>(
-            [self, work = std::move(work)](auto handler) mutable {
-                auto h = std::make_shared<decltype(handler)>(std::move(handler));
-                self->journal.submit(std::move(work), [self, h](std::string error) {
-                    net::post(self->strand, [h, error = std::move(error)]() mutable { (*h)(std::move(error)); });
-                });
-            },
-            net::use_awaitable);
-    }
+    awaitable<std::string> commit(storage::WriteWork work) { return commit_on(strand, journal, std::move(work), shared_from_this()); }
 
     GroupKind group_kind(const AppState& app, const core::Action& a)
     {

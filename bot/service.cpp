@@ -2,6 +2,7 @@
 
 #include "bot/callback_route.hpp"
 #include "bot/delivery.hpp"
+#include "bot/payouts.hpp"
 #include "bot/dispatcher.hpp"
 #include "bot/http_server.hpp"
 #include "bot/metrics.hpp"
@@ -31,6 +32,7 @@ struct Service::Parts {
     Registry metrics;
     std::unique_ptr<storage::Journal> journal;
     std::unique_ptr<Delivery> delivery;
+    std::unique_ptr<Payouts> payouts; ///< null unless wechat_pay is configured
     std::unique_ptr<Scheduler> scheduler;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<Routes> routes;
@@ -61,9 +63,15 @@ struct Service::Parts {
             dispatcher->drain([this] {
                 spdlog::info("shutdown: rule lanes idle; recording the calls in flight");
                 delivery->drain([this] {
-                    net::post(control, [this] {
-                        grace.cancel();
-                        spdlog::info("shutdown: delivery idle");
+                    spdlog::info("shutdown: delivery idle");
+                    auto finished = [this] { net::post(control, [this] { grace.cancel(); }); };
+                    if (!payouts) {
+                        finished();
+                        return;
+                    }
+                    payouts->drain([finished] {
+                        spdlog::info("shutdown: payouts idle");
+                        finished();
                     });
                 });
             });
@@ -117,18 +125,36 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
     } catch (const std::exception& e) {
         return core::make_error("delivery_start", std::string("cannot start delivery: ") + e.what());
     }
+    if (p->config.wechat_pay.enabled()) {
+        try {
+            Payouts::Options po;
+            po.database = p->config.database;
+            po.pay = p->config.wechat_pay;
+            po.apps = p->config.apps;
+            po.delivery = p->config.delivery;
+            po.utc_offset_s = p->config.rules.utc_offset_minutes * 60;
+            p->payouts = std::make_unique<Payouts>(p->ioc, *p->journal, p->metrics, std::move(po));
+        } catch (const std::exception& e) {
+            return core::make_error("payouts_start", std::string("cannot start red-packet payouts: ") + e.what());
+        }
+    }
+    // New outbox rows, and perhaps new payouts (a draw was made).
+    auto woken = [del = p->delivery.get(), pay = p->payouts.get()] {
+        del->wake();
+        if (pay) pay->wake();
+    };
     try {
         Scheduler::Options so;
         so.database = p->config.database;
         so.utc_offset_s = p->config.rules.utc_offset_minutes * 60;
-        so.on_actions = [del = p->delivery.get()] { del->wake(); };
+        so.on_actions = woken;
         p->scheduler = std::make_unique<Scheduler>(*p->journal, p->metrics, std::move(so));
     } catch (const std::exception& e) {
         return core::make_error("scheduler_start", std::string("cannot start the scheduler: ") + e.what());
     }
     try {
         Dispatcher::Options d;
-        d.on_actions = [del = p->delivery.get()] { del->wake(); };
+        d.on_actions = woken;
         d.on_install = [del = p->delivery.get(), sch = p->scheduler.get()](std::shared_ptr<const rules::RuleSet> set) {
             del->set_welcome_templates(set->welcome_templates);
             sch->install(std::move(set));
@@ -139,6 +165,7 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
         p->dispatcher = std::make_unique<Dispatcher>(p->ioc, *p->journal, p->metrics, std::move(d));
         p->dispatcher->start();
         p->delivery->start();
+        if (p->payouts) p->payouts->start();
         p->scheduler->start();
     } catch (const std::exception& e) {
         return core::make_error("dispatcher_start", std::string("cannot start the rule dispatcher: ") + e.what());
@@ -205,6 +232,7 @@ std::size_t Service::wait()
     p->scheduler->stop(); // a slot being written is finished first
     p->dispatcher.reset(); // unhooks from the journal before it closes
     p->delivery.reset();
+    p->payouts.reset();
     p->journal->close();
     return p->abandoned.load();
 }

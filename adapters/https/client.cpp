@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/url/parse.hpp>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -71,6 +72,16 @@ struct Client::Impl {
             boost::system::error_code ec;
             tls.load_verify_file(options.ca_file, ec);
             if (ec) throw std::runtime_error("cannot load CA file " + options.ca_file + ": " + ec.message());
+        }
+        if (!options.cert_file.empty() || !options.key_file.empty()) {
+            boost::system::error_code ec;
+            tls.use_certificate_chain_file(options.cert_file, ec);
+            if (ec) throw std::runtime_error("cannot load client certificate " + options.cert_file + ": " + ec.message());
+            tls.use_private_key_file(options.key_file, ssl::context::pem, ec);
+            if (ec) throw std::runtime_error("cannot load client key " + options.key_file + ": " + ec.message());
+            if (SSL_CTX_check_private_key(tls.native_handle()) != 1) {
+                throw std::runtime_error("client key " + options.key_file + " does not belong to certificate " + options.cert_file);
+            }
         }
     }
 
@@ -182,7 +193,15 @@ net::awaitable<core::Result<Response>> Client::request(Origin origin, std::strin
             // failure of this request, so it goes once more on a fresh connection. A timeout is
             // a real answer (the peer is slow) and is not hidden by a retry here.
             const bool stale = reused && rec != beast::error::timeout && !parser.got_some();
-            if (stale && attempt == 0) continue;
+            if (stale && attempt == 0 && impl->options.retry_stale) continue;
+            // With TLS 1.3 the server checks our certificate after our side of the handshake is
+            // done, so its refusal (a fatal alert) arrives on the first read. On a fresh
+            // connection with nothing received, the request never reached the application.
+            if (!reused && !parser.got_some() && rec.category() == net::error::get_ssl_category() &&
+                ERR_GET_REASON(static_cast<unsigned long>(rec.value())) >= SSL_AD_REASON_OFFSET) {
+                co_return core::make_error("tls_failed", "the peer refused the TLS session with " + key + " (is the client certificate accepted?): " +
+                                                             rec.message());
+            }
             if (rec == beast::error::timeout) co_return core::make_error("timeout", "no answer from " + key + " within " +
                                                                          std::to_string(impl->options.request_timeout.count()) + " ms");
             co_return core::make_error("io_error", "exchange with " + key + " failed: " + rec.message());

@@ -33,7 +33,12 @@ struct Options {
     std::chrono::milliseconds request_timeout{10000}; ///< write the request and read the answer
     bool system_ca = true;   ///< trust the system CA store (/etc/ssl/certs)
     std::string ca_file;     ///< also trust the CAs in this PEM file (tests, private gateways)
+    std::string cert_file;   ///< client certificate chain (PEM) for mutual TLS, e.g. a WeChat Pay merchant certificate
+    std::string key_file;    ///< its private key (PEM)
     std::size_t max_idle_per_origin = 16;
+    /// A kept-alive connection that the peer closed before answering is replaced and the request
+    /// sent again once. Off for calls whose caller must decide what a lost answer means (payments).
+    bool retry_stale = true;
     std::size_t max_body_bytes = 8 * 1024 * 1024;
 };
 
@@ -50,7 +55,8 @@ struct ClientStats {
 
 class Client {
 public:
-    /// Throws std::runtime_error when `ca_file` cannot be loaded (a start-up error).
+    /// Throws std::runtime_error when `ca_file`, `cert_file` or `key_file` cannot be loaded (a
+    /// start-up error; the message names the file, never its content).
     Client(boost::asio::any_io_executor executor, Options options);
     ~Client();
     Client(const Client&) = delete;
@@ -59,7 +65,8 @@ public:
     /// One request. Failures are values. Before anything was sent: "resolve_failed",
     /// "connect_failed", "connect_timeout", "tls_failed" (the message says why verification
     /// failed). After the request may have reached the peer: "timeout", "io_error".
-    /// A kept-alive connection that turns out to be closed is replaced once, transparently.
+    /// A kept-alive connection that turns out to be closed is replaced once, transparently
+    /// (unless `Options::retry_stale` is off).
     boost::asio::awaitable<core::Result<Response>> request(Origin origin, std::string method, std::string target,
                                                            std::string body, std::string content_type);
     /// Closes idle connections (at shutdown).

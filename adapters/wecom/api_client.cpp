@@ -305,6 +305,13 @@ awaitable<ApiResult<Json>> message_send(ApiClient& api, std::vector<std::string>
     return api.post("message/send", std::move(body), duplicate_check_s > 0);
 }
 
+awaitable<ApiResult<Json>> convert_to_openid(ApiClient& api, std::string member, bool customer)
+{
+    // A lookup: asking twice is harmless.
+    if (customer) return api.post("externalcontact/convert_to_openid", Json{{"external_userid", member}}, true);
+    return api.post("user/convert_to_openid", Json{{"userid", member}}, true);
+}
+
 awaitable<ApiResult<Json>> appchat_create(ApiClient& api, std::string name, std::string owner, std::vector<std::string> users,
                                           std::string chat_id)
 {

@@ -118,6 +118,9 @@ boost::asio::awaitable<ApiResult<Json>> mark_tag(ApiClient& api, std::string use
 /// interval), which makes a resend after a crash harmless.
 boost::asio::awaitable<ApiResult<Json>> message_send(ApiClient& api, std::vector<std::string> users, Json message,
                                                      int duplicate_check_s);
+/// §6 openid for WeChat Pay: `externalcontact/convert_to_openid` for a WeChat customer (wm…),
+/// `user/convert_to_openid` for a staff member. Answer: {"openid": ...}.
+boost::asio::awaitable<ApiResult<Json>> convert_to_openid(ApiClient& api, std::string member, bool customer);
 /// §4.8 app-created internal groups.
 boost::asio::awaitable<ApiResult<Json>> appchat_create(ApiClient& api, std::string name, std::string owner,
                                                        std::vector<std::string> users, std::string chat_id);

@@ -4,6 +4,8 @@
 
 namespace qunbot::fakes {
 
+std::string openid_of(const std::string& member) { return "oOPENID_" + member; }
+
 using nlohmann::json;
 
 namespace {
@@ -379,6 +381,12 @@ FakeReply FakeWeCom::dispatch(const std::string& api, const json& body, const Fa
         }
         effects_.push_back({api, body});
         return ok({{"invaliduser", ""}, {"msgid", "msgAPP" + std::to_string(++msg_serial_)}});
+    }
+    if (api == "externalcontact/convert_to_openid" || api == "user/convert_to_openid") {
+        const auto id = body.value(api == "user/convert_to_openid" ? "userid" : "external_userid", std::string());
+        // Only WeChat customers (wm…) have a WeChat openid (notes §6); wo… are WeCom users.
+        if (id.empty() || (api != "user/convert_to_openid" && !id.starts_with("wm"))) return err(40096, "invalid external userid");
+        return ok({{"openid", openid_of(id)}});
     }
     if (api == "appchat/create") {
         auto id = body.value("chatid", std::string());

@@ -54,6 +54,9 @@ struct Effect {
     nlohmann::json body;  ///< the request that caused it
 };
 
+/// The openid the fake gives `member` (deterministic, so the pay fake can be told to expect it).
+[[nodiscard]] std::string openid_of(const std::string& member);
+
 class FakeWeCom {
 public:
     FakeWeCom(std::string corp_id, std::string secret, const TestPki& pki);

@@ -103,7 +103,13 @@ TestPki make_test_pki(const std::vector<std::string>& names)
     add_ext(cert.get(), ca.get(), NID_ext_key_usage, "serverAuth");
     add_ext(cert.get(), ca.get(), NID_subject_alt_name, san);
     check(X509_sign(cert.get(), ca_key.get(), EVP_sha256()) > 0, "server signature");
-    return TestPki{pem_of(ca.get()), pem_of(cert.get()), pem_of(key.get())};
+
+    auto client_key = make_key();
+    auto client = make_cert(client_key.get(), "qunbot test merchant", ca.get(), 3);
+    add_ext(client.get(), ca.get(), NID_basic_constraints, "critical,CA:FALSE");
+    add_ext(client.get(), ca.get(), NID_ext_key_usage, "clientAuth");
+    check(X509_sign(client.get(), ca_key.get(), EVP_sha256()) > 0, "client signature");
+    return TestPki{pem_of(ca.get()), pem_of(cert.get()), pem_of(key.get()), pem_of(client.get()), pem_of(client_key.get())};
 }
 
 void write_pem(const std::string& path, const std::string& pem)

@@ -12,6 +12,8 @@ struct TestPki {
     std::string ca_pem;          ///< the CA certificate (what the client trusts)
     std::string server_cert_pem; ///< server certificate signed by the CA
     std::string server_key_pem;  ///< its private key
+    std::string client_cert_pem; ///< a client certificate signed by the CA (CN "qunbot test merchant"), for mutual TLS
+    std::string client_key_pem;
 };
 
 /// A new CA and a server certificate whose subjectAltName lists `names` (DNS names or IP

@@ -44,6 +44,7 @@ struct TlsServer::Impl {
     tcp::acceptor acceptor{ioc};
     Handler handler;
     std::atomic<std::uint64_t> connections{0};
+    std::atomic<std::uint64_t> failed_handshakes{0};
     std::vector<std::thread> threads;
 };
 
@@ -54,7 +55,10 @@ net::awaitable<void> session(std::shared_ptr<TlsServer::Impl> impl, tcp::socket 
     beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), impl->tls);
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
     auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, use_tuple);
-    if (hec) co_return;
+    if (hec) {
+        ++impl->failed_handshakes;
+        co_return;
+    }
     ++impl->connections;
     beast::flat_buffer buffer;
     for (;;) {
@@ -107,9 +111,13 @@ net::awaitable<void> accept_loop(std::shared_ptr<TlsServer::Impl> impl)
 
 } // namespace
 
-TlsServer::TlsServer(const TestPki& pki, Handler handler, unsigned threads) : impl_(std::make_shared<Impl>())
+TlsServer::TlsServer(const TestPki& pki, Handler handler, unsigned threads, bool require_client_cert) : impl_(std::make_shared<Impl>())
 {
     impl_->handler = std::move(handler);
+    if (require_client_cert) {
+        impl_->tls.add_certificate_authority(net::buffer(pki.ca_pem));
+        impl_->tls.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    }
     impl_->tls.use_certificate_chain(net::buffer(pki.server_cert_pem));
     impl_->tls.use_private_key(net::buffer(pki.server_key_pem), ssl::context::pem);
     tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
@@ -126,6 +134,8 @@ TlsServer::~TlsServer()
     impl_->ioc.stop();
     for (auto& t : impl_->threads) t.join();
 }
+
+std::uint64_t TlsServer::failed_handshakes() const noexcept { return impl_->failed_handshakes.load(); }
 
 std::uint16_t TlsServer::port() const noexcept { return impl_->acceptor.local_endpoint().port(); }
 std::uint64_t TlsServer::connections() const noexcept { return impl_->connections.load(); }

@@ -34,8 +34,10 @@ struct FakeReply {
 class TlsServer {
 public:
     using Handler = std::function<FakeReply(const FakeRequest&)>;
-    /// Listens on 127.0.0.1 (ephemeral port) with `pki`'s server certificate.
-    TlsServer(const TestPki& pki, Handler handler, unsigned threads = 2);
+    /// Listens on 127.0.0.1 (ephemeral port) with `pki`'s server certificate. With
+    /// `require_client_cert`, the handshake fails unless the client presents a certificate
+    /// signed by `pki`'s CA (mutual TLS, as WeChat Pay's merchant APIs require).
+    TlsServer(const TestPki& pki, Handler handler, unsigned threads = 2, bool require_client_cert = false);
     ~TlsServer();
     TlsServer(const TlsServer&) = delete;
     TlsServer& operator=(const TlsServer&) = delete;
@@ -43,6 +45,8 @@ public:
     [[nodiscard]] std::uint16_t port() const noexcept;
     /// TLS connections accepted so far.
     [[nodiscard]] std::uint64_t connections() const noexcept;
+    /// Handshakes that failed (e.g. no or an untrusted client certificate).
+    [[nodiscard]] std::uint64_t failed_handshakes() const noexcept;
 
     struct Impl;
 
