@@ -100,12 +100,15 @@ int show(SQLite::Database& db, std::int64_t id)
     return 0;
 }
 
-int write_tx(const std::string& database, const std::function<int(SQLite::Database&)>& work)
+// Runs `work` in one transaction. It is committed when `work` returns 0, or when it sets
+// `keep` (a refusal that is itself worth recording, e.g. why an entry was turned away).
+int write_tx(const std::string& database, const std::function<int(SQLite::Database&, bool& keep)>& work)
 {
     auto db = storage::open_for_writing(database, storage::Durability::full);
     SQLite::Transaction tx(*db);
-    const int rc = work(*db);
-    if (rc == 0) tx.commit();
+    bool keep = false;
+    const int rc = work(*db, keep);
+    if (rc == 0 || keep) tx.commit();
     return rc;
 }
 
@@ -128,7 +131,7 @@ int run_blacklist(const LotteryArgs& args)
         for (const auto& [m, why] : storage::blacklist_list(*db, tenant)) std::cout << m << "  " << why << "\n";
         return 0;
     }
-    return write_tx(c->database, [&](SQLite::Database& db) {
+    return write_tx(c->database, [&](SQLite::Database& db, bool&) {
         if (args.verb == "blacklist-add") {
             const bool added = storage::blacklist_add(db, tenant, args.member, args.reason.empty() ? "staff" : args.reason, now);
             std::cout << (added ? "blacklisted: " : "already blacklisted: ") << args.member << "\n";
@@ -229,7 +232,7 @@ int run_lottery_commands(const LotteryArgs& args, bool& handled)
         for (const auto& p : problems) std::cout << "  " << p << "\n";
         return 1;
     }
-    return write_tx(c->database, [&](SQLite::Database& db) -> int {
+    return write_tx(c->database, [&](SQLite::Database& db, bool& keep) -> int {
         if (v == "open") {
             const auto* spec = spec_of(*c, args.draw);
             if (!spec) return fail("no draw \"" + args.draw + "\" in the rule files");
@@ -258,7 +261,9 @@ int run_lottery_commands(const LotteryArgs& args, bool& handled)
                 std::cout << "entered: " << args.member << (r.drew ? " (the round was full and has been drawn)" : "") << "\n";
                 return 0;
             case storage::EntryResult::Status::already: std::cout << "already entered: " << args.member << "\n"; return 0;
-            case storage::EntryResult::Status::rejected: return fail(args.member + " may not enter: " + r.reason);
+            case storage::EntryResult::Status::rejected:
+                keep = true; // the reason is kept with the round (`lottery show`)
+                return fail(args.member + " may not enter: " + r.reason);
             case storage::EntryResult::Status::closed: return fail("round " + std::to_string(args.id) + " takes no entries: " + r.reason);
             }
             return 1;

@@ -438,8 +438,19 @@ int run_schedule(const std::string& verb, ScheduleArgs args)
         for (const auto& t : targets) n += rules::selects(set, r, t.group) ? 1 : 0;
         return n;
     };
+    auto count_draw_targets = [&](const rules::DrawSpec& d) {
+        std::size_t n = 0;
+        for (const auto& t : targets) n += rules::selects(set, d, t.group) ? 1 : 0;
+        return n;
+    };
     const rules::Rule* chosen = nullptr;
-    if (!args.id.empty()) {
+    // Draws that open on a schedule are listed as "draw/<id>" (their slots are kept under that key).
+    const rules::DrawSpec* chosen_draw = nullptr;
+    if (args.id.starts_with("draw/")) {
+        chosen_draw = set.find_draw(args.id.substr(5));
+        if (!chosen_draw || !chosen_draw->has_opens) return fail("no draw \"" + args.id.substr(5) + "\" with `opens` in " + args.rules);
+        if (verb == "run") return fail("a draw is opened by hand with `qunbot lottery open " + chosen_draw->id + " --group CHAT_ID`");
+    } else if (!args.id.empty()) {
         chosen = set.find(args.id);
         if (!chosen || chosen->trigger != rules::Trigger::schedule) return fail("no scheduled rule \"" + args.id + "\" in " + args.rules);
     }
@@ -451,6 +462,13 @@ int run_schedule(const std::string& verb, ScheduleArgs args)
                       << (r.schedule.missed == rules::ScheduleSpec::Missed::skip ? "skip" : "catch_up") << "  groups=" << count_targets(r)
                       << "  next " << (next ? rules::format_local(next->at_ms, r.schedule.tz) : std::string("never")) << "  ("
                       << r.file << ":" << r.line << ")\n";
+        }
+        for (const auto& d : set.draws) {
+            if (!d.has_opens) continue;
+            const auto next = rules::next_slot(d.opens, now);
+            std::cout << "draw/" << d.id << "  \"" << d.opens.text << "\"  " << d.opens.tz << "  opens a draw  groups=" << count_draw_targets(d)
+                      << "  next " << (next ? rules::format_local(next->at_ms, d.opens.tz) : std::string("never")) << "  (" << d.file << ":"
+                      << d.line << ")\n";
         }
         return 0;
     }
@@ -464,10 +482,22 @@ int run_schedule(const std::string& verb, ScheduleArgs args)
                 firings.emplace_back(s->at_ms, &r, s->key);
             }
         }
-        std::sort(firings.begin(), firings.end(), [](const auto& a, const auto& b) { return std::get<0>(a) < std::get<0>(b); });
-        for (const auto& [at, r, key] : firings) {
-            std::cout << rules::format_local(at, r->schedule.tz) << "  " << r->id << "  groups=" << count_targets(*r) << "\n";
+        std::vector<std::tuple<std::int64_t, const rules::DrawSpec*>> openings;
+        for (const auto& d : set.draws) {
+            if (!d.has_opens) continue;
+            for (auto s = rules::next_slot(d.opens, now); s && s->at_ms <= until && openings.size() < 10'000; s = rules::next_slot(d.opens, s->at_ms)) {
+                openings.emplace_back(s->at_ms, &d);
+            }
         }
+        std::vector<std::pair<std::int64_t, std::string>> lines;
+        for (const auto& [at, r, key] : firings) {
+            lines.emplace_back(at, rules::format_local(at, r->schedule.tz) + "  " + r->id + "  groups=" + std::to_string(count_targets(*r)));
+        }
+        for (const auto& [at, d] : openings) {
+            lines.emplace_back(at, rules::format_local(at, d->opens.tz) + "  draw/" + d->id + " opens  groups=" + std::to_string(count_draw_targets(*d)));
+        }
+        std::stable_sort(lines.begin(), lines.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        for (const auto& [at, line] : lines) std::cout << line << "\n";
         return 0;
     }
     if (verb == "history") {

@@ -254,3 +254,64 @@ TEST_CASE("the example rules in config/ pass their own tests", "[process][rules]
     CHECK_THAT(*summary, Catch::EndsWith(" passed, 0 failed"));
     CHECK(c.wait_exit(60s) == 0);
 }
+
+TEST_CASE("lottery from the command line: open, enter, draw, show, verify, export; a tampered draw fails verify", "[process][draw]")
+{
+    test::TempDir dir;
+    std::filesystem::create_directories(dir.path() / "rules");
+    test::write_file(dir.file("rules/d.yaml"), "version: 1\ndraws:\n  - id: cli\n    enter: { keyword: 抽奖 }\n    closes: { after: 1h }\n"
+                                               "    prizes: { random: { winners: 2, budget_fen: 500, min_fen: 100 } }\n");
+    const auto config = test::write_test_config(dir, test::vector_token, test::vector_key, test::vector_corp,
+                                                "\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},");
+    auto run = [&](std::vector<std::string> args, std::optional<int> expect_exit = 0) {
+        std::vector<std::string> argv{QUNBOT_BINARY, "lottery"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        argv.push_back("--config");
+        argv.push_back(config);
+        test::Child c(argv);
+        const auto code = c.wait_exit(30s);
+        c.wait_for_line("\x01", 5s); // reads stdout to its end (the process has exited)
+        INFO(c.out() << c.err());
+        CHECK(code == expect_exit);
+        return c.out() + c.err();
+    };
+    // The group must be in the directory: as the bot's directory sync would have left it.
+    {
+        test::Child init({QUNBOT_BINARY, "lottery", "list", "--config", config});
+        REQUIRE(init.wait_exit(30s).has_value()); // no database yet: a clear error, not a crash
+        CHECK_THAT(init.err(), Catch::Contains("no database at"));
+    }
+    CHECK_THAT(run({"open", "cli", "--group", "wrCLI"}, 1), Catch::Contains("is not an active group in the directory"));
+    {
+        SQLite::Database db(dir.file("q.db"), SQLite::OPEN_READWRITE);
+        db.exec("INSERT INTO chat_groups (tenant, group_id, app, status, name, owner, needs_sync, created_at, updated_at) VALUES"
+                " ('" + std::string(test::vector_corp) + "', 'wrCLI', 't', 'active', '门店CLI群', 'o1', 0, 0, 0)");
+    }
+    CHECK_THAT(run({"open", "cli", "--group", "wrCLI", "--run-id", "r1"}), Catch::Contains("opened round 1 of cli in wrCLI"));
+    CHECK_THAT(run({"open", "cli", "--group", "wrCLI", "--run-id", "r1"}), Catch::Contains("was opened before: nothing done"));
+    for (const char* m : {"wmCLIENTRANT00000000000000000001", "wmCLIENTRANT00000000000000000002", "wmCLIENTRANT00000000000000000003"}) {
+        CHECK_THAT(run({"enter", "1", m}), Catch::Contains(std::string("entered: ") + m));
+    }
+    CHECK_THAT(run({"enter", "1", "zhangsan"}, 1), Catch::Contains("may not enter: staff do not take part"));
+    CHECK_THAT(run({"draw", "1"}, 1), Catch::Contains("needs --now"));
+    CHECK_THAT(run({"draw", "1", "--now"}), Catch::Contains("drawn: 3 entries, 2 winner(s), ¥5.00"));
+    CHECK_THAT(run({"draw", "1", "--now"}, 1), Catch::Contains("is drawn: nothing to draw"));
+    const auto shown = run({"show", "1"});
+    CHECK_THAT(shown, Catch::Contains("seed "));
+    CHECK_THAT(shown, Catch::Contains("zhangsan  staff do not take part"));
+    CHECK_THAT(run({"verify", "1"}), Catch::Contains("round 1: verified."));
+    const auto csv = run({"export", "1", "--csv"});
+    CHECK_THAT(csv, Catch::StartsWith("round,draw,group,pick,rank,tier,member,name,amount_fen,amount_yuan,method,status,billno,detail\n"));
+    {
+        SQLite::Database db(dir.file("q.db"));
+        CHECK(db.execAndGet("SELECT sum(amount_fen) FROM payouts").getInt64() == 500);
+    }
+    // Someone edits an amount in the database: verify notices and exits 1.
+    {
+        SQLite::Database db(dir.file("q.db"), SQLite::OPEN_READWRITE);
+        db.exec("UPDATE draw_picks SET amount_fen = amount_fen + 1 WHERE pick = 0");
+    }
+    const auto bad = run({"verify", "1"}, 1);
+    CHECK_THAT(bad, Catch::Contains("DOES NOT VERIFY"));
+    CHECK_THAT(bad, Catch::Contains("pick 0 (rank 0) should get"));
+}
