@@ -76,33 +76,9 @@ std::string lane_key(const std::string& tenant, const std::string& group, const 
     return group.empty() ? tenant + "\x1f" + "1:1" + "\x1f" + contact : tenant + "\x1f" + group;
 }
 
-// A member who may be entering a draw, and how.
-struct DrawEntry {
-    std::string draw_id;
-    std::string member;
-    std::string via;
-    std::int64_t at_ms = 0; // when the member acted (the platform's time), 0: when processed
-};
-
-// Which draws this event could enter (by keyword or by joining): decided in the lane without
-// touching storage, so ordinary messages cost no write.
-std::vector<DrawEntry> draw_entries(const rules::RuleSet& set, const core::Event& e)
-{
-    std::vector<DrawEntry> out;
-    if (set.draws.empty() || e.group_id.empty()) return out;
-    for (const auto& d : set.draws) {
-        if (e.kind == core::EventKind::message && !e.actor.empty() && rules::is_entry_text(d, e.text)) {
-            out.push_back({d.id, e.actor, "keyword", e.time * 1000});
-        } else if (e.kind == core::EventKind::member_joined && d.enter_by_join) {
-            for (const auto& m : e.members) out.push_back({d.id, m, "join", e.time * 1000});
-        }
-    }
-    return out;
-}
-
 // Enters each candidate into the open rounds of its draw in this group (inside the decision's
 // transaction, so a replayed event enters nobody twice: entries are unique per round).
-void enter_draws(SQLite::Database& db, const rules::RuleSet& set, const std::vector<DrawEntry>& entries, const std::string& tenant,
+void enter_draws(SQLite::Database& db, const rules::RuleSet& set, const std::vector<rules::DrawEntry>& entries, const std::string& tenant,
                  const std::string& group, std::int64_t now, int offset)
 {
     if (entries.empty()) return;
@@ -296,7 +272,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
         for (const auto& t : d.trace) {
             spdlog::debug("rule {}: {} {}", t.rule_id, rules::to_string(t.outcome), t.detail);
         }
-        auto entries = job.flush ? std::vector<DrawEntry>{} : draw_entries(*set, job.event);
+        auto entries = job.flush ? std::vector<rules::DrawEntry>{} : rules::draw_entries(*set, job.event);
         const bool empty = d.actions.empty() && d.batch_upserts.empty() && d.batch_erases.empty() && d.cooldowns.empty() &&
                            d.tags.empty() && entries.empty();
         if (empty) {

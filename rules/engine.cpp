@@ -55,6 +55,20 @@ const Rule* RuleSet::find(std::string_view id) const
     return it == rule_by_id.end() ? nullptr : &rules[it->second];
 }
 
+std::vector<DrawEntry> draw_entries(const RuleSet& set, const core::Event& e)
+{
+    std::vector<DrawEntry> out;
+    if (set.draws.empty() || e.group_id.empty()) return out;
+    for (const auto& d : set.draws) {
+        if (e.kind == core::EventKind::message && !e.actor.empty() && is_entry_text(d, e.text)) {
+            out.push_back({d.id, e.actor, "keyword", e.time * 1000});
+        } else if (e.kind == core::EventKind::member_joined && d.enter_by_join) {
+            for (const auto& m : e.members) out.push_back({d.id, m, "join", e.time * 1000});
+        }
+    }
+    return out;
+}
+
 const DrawSpec* RuleSet::find_draw(std::string_view id) const
 {
     for (const auto& d : draws) if (d.id == id) return &d;

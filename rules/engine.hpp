@@ -114,6 +114,17 @@ struct EvaluateOptions {
 /// keyed by tenant, rule, slot and group, so a slot is performed at most once per group.
 [[nodiscard]] Decision plan_scheduled(const Rule& rule, const State& state, const std::string& slot_key, const std::string& tenant,
                                       const std::string& platform, const std::string& app);
+/// A member who may be entering a draw by this event, and how ("keyword" or "join").
+struct DrawEntry {
+    std::string draw_id;
+    std::string member;
+    std::string via;
+    std::int64_t at_ms = 0; ///< when the member acted (the platform's time), 0: unknown
+};
+/// The draws `event` could enter (a group message whose text is an entry keyword, or a join
+/// into a draw that takes joins). Pure, and cheap for ordinary messages: no storage is read.
+[[nodiscard]] std::vector<DrawEntry> draw_entries(const RuleSet& rules, const core::Event& event);
+
 /// `ms` as local time (`utc_offset_s` east of UTC) through strftime `fmt`.
 [[nodiscard]] std::string format_time_at(std::int64_t ms, int utc_offset_s, const std::string& fmt);
 /// The rule trigger an event kind feeds, if any.

@@ -2,6 +2,7 @@
 // `sha256sum`, stream values, pick order and split from a 25-line Python re-implementation of
 // the algorithm as the README states it (hashlib; not from qunbot's output).
 #include "rules/draw.hpp"
+#include "rules/engine.hpp"
 #include "rules/loader.hpp"
 
 #include <catch2/catch.hpp>
@@ -318,4 +319,46 @@ draws:
     CHECK(has(r, "d.yaml:16:22: error: `tiers` is a list of {name, winners, amount_fen}"));
     CHECK(has(r, "d.yaml:9:24: error: the draw closes at 3 entries but has 5 winners"));
     CHECK(r.error_count() == 9);
+}
+
+TEST_CASE("which events enter which draws: keyword messages in groups, joins where joining enters", "[draw]")
+{
+    const auto r = load_rule_sources({{"d.yaml", R"(version: 1
+draws:
+  - id: kw
+    enter: { keyword: [抽奖] }
+    closes: { after: 1h }
+    prizes: { equal: { winners: 1, amount_fen: 100 } }
+  - id: joins
+    enter: { join: true }
+    closes: { entries: 10 }
+    prizes: { equal: { winners: 1, amount_fen: 100 } }
+)"}});
+    REQUIRE(r.ok());
+    qunbot::core::Event m;
+    m.kind = qunbot::core::EventKind::message;
+    m.group_id = "wrG";
+    m.actor = "wmX";
+    m.text = "抽奖！";
+    m.time = 1'800'000'000;
+    auto e = draw_entries(*r.rules, m);
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].draw_id == "kw");
+    CHECK(e[0].member == "wmX");
+    CHECK(e[0].via == "keyword");
+    CHECK(e[0].at_ms == 1'800'000'000'000);
+    m.text = "今天抽奖吗";
+    CHECK(draw_entries(*r.rules, m).empty());
+    m.text = "抽奖";
+    m.group_id.clear(); // a 1:1 message enters nothing
+    CHECK(draw_entries(*r.rules, m).empty());
+    qunbot::core::Event j;
+    j.kind = qunbot::core::EventKind::member_joined;
+    j.group_id = "wrG";
+    j.members = {"wmA", "wmB"};
+    e = draw_entries(*r.rules, j);
+    REQUIRE(e.size() == 2);
+    CHECK(e[1].draw_id == "joins");
+    CHECK(e[1].member == "wmB");
+    CHECK(e[1].via == "join");
 }
