@@ -79,7 +79,7 @@ std::string lane_key(const std::string& tenant, const std::string& group, const 
 // Enters each candidate into the open rounds of its draw in this group (inside the decision's
 // transaction, so a replayed event enters nobody twice: entries are unique per round).
 void enter_draws(SQLite::Database& db, const rules::RuleSet& set, const std::vector<rules::DrawEntry>& entries, const std::string& tenant,
-                 const std::string& group, std::int64_t now, int offset)
+                 const std::string& group, std::int64_t now, int offset, Registry& metrics)
 {
     if (entries.empty()) return;
     for (const auto& round : storage::open_rounds(db, tenant, group)) {
@@ -89,6 +89,8 @@ void enter_draws(SQLite::Database& db, const rules::RuleSet& set, const std::vec
             // platform's timestamp decides (never later than now, whatever the sender's clock).
             const auto at = e.at_ms > 0 ? std::min(now, e.at_ms) : now;
             const auto r = storage::enter_round(db, set.find_draw(e.draw_id), round.id, e.member, e.via, at, offset);
+            static constexpr const char* results[] = {"entered", "already", "rejected", "closed"};
+            metrics.counter("qunbot_draw_entries_total", "Draw entry attempts by result", {{"result", results[static_cast<int>(r.status)]}}).inc();
             if (r.status == storage::EntryResult::Status::rejected) {
                 spdlog::info("draw {} round {}: {} not entered: {}", round.draw_id, round.id, e.member, r.reason);
             } else if (r.drew) {
@@ -292,9 +294,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
         const int offset = utc_offset_s();
         const bool has_entries = !entries.empty();
         journal.submit(
-            [decision, tenant, event_id, now, version, cursor, entries = std::move(entries), set, group, offset](SQLite::Database& db) {
+            [decision, tenant, event_id, now, version, cursor, entries = std::move(entries), set, group, offset,
+             &metrics = metrics](SQLite::Database& db) {
                 storage::apply_decision(db, *decision, tenant, event_id, now, version);
-                enter_draws(db, *set, entries, tenant, group, now, offset);
+                enter_draws(db, *set, entries, tenant, group, now, offset, metrics);
                 if (cursor > 0) storage::set_dispatch_cursor(db, cursor);
             },
             [self = shared_from_this(), job = std::move(job), lane, decision, has_entries](std::string error) mutable {

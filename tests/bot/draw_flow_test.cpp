@@ -373,6 +373,8 @@ draws:
         std::this_thread::sleep_for(2ms); // another process's writes: polled with a deadline
     }
     REQUIRE(query("SELECT count(*) FROM draw_rounds WHERE status = 'drawn'") == 1);
+    // Counted inside the transaction that drew the round, so already visible.
+    CHECK_THAT(service->metrics().render(), Catch::Contains("qunbot_draw_entries_total{result=\"entered\"} 3"));
     service->request_shutdown();
     service->wait();
     CHECK(query("SELECT count(*) FROM draw_entries") == 3); // the fourth joined after it was full
