@@ -155,7 +155,14 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
     try {
         Dispatcher::Options d;
         d.on_actions = woken;
-        d.on_install = [del = p->delivery.get(), sch = p->scheduler.get()](std::shared_ptr<const rules::RuleSet> set) {
+        d.on_install = [del = p->delivery.get(), sch = p->scheduler.get(), pay = p->config.wechat_pay.enabled()](
+                           std::shared_ptr<const rules::RuleSet> set) {
+            for (const auto& draw : set->draws) {
+                if (draw.payout == rules::PayoutMethod::wechat_pay && !pay) {
+                    spdlog::warn("draw {} ({}:{}) pays by wechat_pay, but wechat_pay is not configured: its payouts will wait in the ledger",
+                                 draw.id, draw.file, draw.line);
+                }
+            }
             del->set_welcome_templates(set->welcome_templates);
             sch->install(std::move(set));
         };

@@ -1,5 +1,6 @@
 #include "rules/draw.hpp"
 
+#include "bot/core/hex.hpp"
 #include "rules/engine.hpp"
 #include "rules/text.hpp"
 
@@ -113,31 +114,20 @@ void sha256(std::string_view data, unsigned char out[32])
     }
 }
 
-std::string hex(const unsigned char* p, std::size_t n)
-{
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string s(n * 2, '0');
-    for (std::size_t i = 0; i < n; ++i) {
-        s[2 * i] = digits[p[i] >> 4];
-        s[2 * i + 1] = digits[p[i] & 15];
-    }
-    return s;
-}
-
 } // namespace
 
 std::string sha256_hex(std::string_view data)
 {
     unsigned char d[32];
     sha256(data, d);
-    return hex(d, 32);
+    return core::to_hex(d, 32);
 }
 
 std::string new_seed()
 {
     unsigned char b[32];
     if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("the system random generator failed");
-    return hex(b, sizeof b);
+    return core::to_hex(b, sizeof b);
 }
 
 std::string commitment_of(std::string_view seed) { return sha256_hex(seed); }

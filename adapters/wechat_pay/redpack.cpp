@@ -1,5 +1,7 @@
 #include "adapters/wechat_pay/redpack.hpp"
 
+#include "bot/core/hex.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pugixml.hpp>
@@ -14,13 +16,7 @@ std::string md5_upper(std::string_view data)
     unsigned char d[16];
     unsigned int len = 0;
     if (EVP_Digest(data.data(), data.size(), d, &len, EVP_md5(), nullptr) != 1 || len != 16) throw std::runtime_error("MD5 failed in OpenSSL");
-    static constexpr char digits[] = "0123456789ABCDEF";
-    std::string s(32, '0');
-    for (int i = 0; i < 16; ++i) {
-        s[2 * i] = digits[d[i] >> 4];
-        s[2 * i + 1] = digits[d[i] & 15];
-    }
-    return s;
+    return core::to_hex(d, 16, true);
 }
 
 std::string sign_string(const Fields& fields)

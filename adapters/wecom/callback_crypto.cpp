@@ -1,6 +1,7 @@
 #include "adapters/wecom/callback_crypto.hpp"
 
 #include "adapters/wecom/base64.hpp"
+#include "bot/core/hex.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -23,17 +24,6 @@ using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)
 core::Error error(std::string_view code, std::string message)
 {
     return core::make_error(std::string(code), std::move(message));
-}
-
-std::string to_hex(const unsigned char* p, std::size_t n)
-{
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out(n * 2, '\0');
-    for (std::size_t i = 0; i < n; ++i) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    return out;
 }
 
 // AES-256-CBC with OpenSSL padding switched off: the 32-byte PKCS#7 block is done by hand.
@@ -88,7 +78,7 @@ std::string CallbackCrypto::signature(std::string_view timestamp, std::string_vi
     for (auto p : parts) EVP_DigestUpdate(md, p.data(), p.size());
     EVP_DigestFinal_ex(md, digest, &len);
     EVP_MD_CTX_free(md);
-    return to_hex(digest, len);
+    return core::to_hex(digest, len);
 }
 
 bool CallbackCrypto::verify(std::string_view msg_signature, std::string_view timestamp, std::string_view nonce,

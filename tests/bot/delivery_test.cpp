@@ -26,11 +26,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const fakes::TestPki& pki()
-{
-    static const auto p = fakes::make_test_pki({"localhost", "127.0.0.1"});
-    return p;
-}
+const fakes::TestPki& pki() { return fakes::loopback_pki(); }
 
 constexpr const char* corp = "wwdeliverycorp01";
 constexpr const char* secret = "corp-secret-for-tests";

@@ -29,17 +29,9 @@ using namespace std::chrono;
 
 namespace {
 
-std::int64_t cst(int y, unsigned mo, unsigned d, int h, int mi, int s = 0)
-{
-    const sys_days date = year_month_day{year{y}, month{mo}, day{d}};
-    return duration_cast<milliseconds>((date + hours{h - 8} + minutes{mi} + seconds{s}).time_since_epoch()).count();
-}
+using test::cst;
 
-std::string customer(int i)
-{
-    auto s = std::to_string(i);
-    return "wm" + std::string(30 - s.size(), '0') + s; // a WeCom external userid shape
-}
+std::string customer(int i) { return test::customer_id(i); }
 
 const char* evening = R"(version: 1
 groups:

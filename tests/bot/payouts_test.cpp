@@ -29,11 +29,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const fakes::TestPki& pki()
-{
-    static const auto p = fakes::make_test_pki({"localhost", "127.0.0.1"});
-    return p;
-}
+const fakes::TestPki& pki() { return fakes::loopback_pki(); }
 
 constexpr const char* corp = "wwpaycorp0000001";
 constexpr const char* corp_secret = "corp-secret-for-pay-tests";
@@ -41,11 +37,7 @@ constexpr const char* mch_id = "1900000109";
 constexpr const char* mch_key = "merchantkey0123456789abcdefABCDEF";
 constexpr const char* payment_secret = "payment-app-secret-for-tests";
 
-std::string customer(int i)
-{
-    auto s = std::to_string(i);
-    return "wm" + std::string(30 - s.size(), '0') + s;
-}
+std::string customer(int i) { return test::customer_id(i); }
 
 std::string write_pay_config(const test::TempDir& dir, const fakes::FakeWeCom& wecom, const fakes::FakeWeChatPay& pay,
                              const std::string& pay_extra = "", const fakes::TestPki* client = nullptr)
@@ -103,15 +95,7 @@ std::vector<storage::Payout> ledger(const std::string& db_path, std::int64_t rou
     return storage::round_payouts(*db, round);
 }
 
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline = 30s)
-{
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(10ms); // the bot's writes are observed from outside: polled with a deadline
-    }
-    return cond();
-}
+using test::eventually;
 
 bool all_in(const std::vector<storage::Payout>& ps, const std::set<std::string>& statuses)
 {

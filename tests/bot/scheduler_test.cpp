@@ -19,12 +19,7 @@ using namespace std::chrono;
 
 namespace {
 
-// Local time in China (UTC+8, no DST) as epoch milliseconds.
-std::int64_t cst(int y, unsigned mo, unsigned d, int h, int mi, int s = 0)
-{
-    const sys_days date = year_month_day{year{y}, month{mo}, day{d}};
-    return duration_cast<milliseconds>((date + hours{h - 8} + minutes{mi} + seconds{s}).time_since_epoch()).count();
-}
+using test::cst;
 
 const char* morning = R"(version: 1
 groups:

@@ -112,6 +112,12 @@ TestPki make_test_pki(const std::vector<std::string>& names)
     return TestPki{pem_of(ca.get()), pem_of(cert.get()), pem_of(key.get()), pem_of(client.get()), pem_of(client_key.get())};
 }
 
+const TestPki& loopback_pki()
+{
+    static const auto p = make_test_pki({"localhost", "127.0.0.1"});
+    return p;
+}
+
 void write_pem(const std::string& path, const std::string& pem)
 {
     std::ofstream out(path, std::ios::trunc);

@@ -20,6 +20,9 @@ struct TestPki {
 /// addresses, e.g. {"localhost", "127.0.0.1"}). Throws on OpenSSL failure.
 [[nodiscard]] TestPki make_test_pki(const std::vector<std::string>& names);
 
+/// One PKI for localhost and 127.0.0.1, made once per test process (key generation is slow).
+[[nodiscard]] const TestPki& loopback_pki();
+
 /// Writes `pem` to `path` (for the client's ca_file option).
 void write_pem(const std::string& path, const std::string& pem);
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <thread>
 #include <poll.h>
 #include <random>
 #include <spawn.h>
@@ -194,6 +195,29 @@ std::uint16_t start_server(std::optional<Child>& child, const std::string& confi
     const auto host = line->find("http://") + 7;
     const auto colon = line->find(':', host);
     return static_cast<std::uint16_t>(std::stoi(line->substr(colon + 1)));
+}
+
+std::int64_t cst(int y, unsigned mo, unsigned d, int h, int mi, int s)
+{
+    using namespace std::chrono;
+    const sys_days date = year_month_day{year{y}, month{mo}, day{d}};
+    return duration_cast<milliseconds>((date + hours{h - 8} + minutes{mi} + seconds{s}).time_since_epoch()).count();
+}
+
+std::string customer_id(int n)
+{
+    const auto s = std::to_string(n);
+    return "wm" + std::string(30 - std::min<std::size_t>(30, s.size()), '0') + s;
+}
+
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline)
+{
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return cond();
 }
 
 } // namespace qunbot::test

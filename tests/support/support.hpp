@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <functional>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -78,6 +79,14 @@ private:
     std::string err_;
     std::optional<int> status_;
 };
+
+/// Local time in China (UTC+8, no DST) as epoch milliseconds, for tests on an injected clock.
+[[nodiscard]] std::int64_t cst(int y, unsigned mo, unsigned d, int h, int mi, int s = 0);
+/// A WeChat customer's external userid of the real shape ("wm" + 30 characters), numbered.
+[[nodiscard]] std::string customer_id(int n);
+/// Polls `cond` until it holds or `deadline` passes (for state another thread or process
+/// writes, which has nothing to wait on from outside); returns its last value.
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline = std::chrono::seconds(30));
 
 /// Starts `qunbot serve --config CONFIG [extra...]` and waits for its "listening on" line.
 /// Returns the port; the child is in `child`.

@@ -22,11 +22,7 @@ namespace net = boost::asio;
 
 namespace {
 
-const fakes::TestPki& pki()
-{
-    static const auto p = fakes::make_test_pki({"localhost", "127.0.0.1"});
-    return p;
-}
+const fakes::TestPki& pki() { return fakes::loopback_pki(); }
 
 // co_spawn's futures need a default-constructible value: results travel in an optional.
 template <class T>
