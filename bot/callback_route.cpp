@@ -1,5 +1,6 @@
 #include "bot/callback_route.hpp"
 
+#include "adapters/wecom/aibot.hpp"
 #include "adapters/wecom/envelope.hpp"
 #include "adapters/wecom/event_parser.hpp"
 #include "bot/metrics.hpp"
@@ -49,11 +50,13 @@ core::Result<std::unique_ptr<Routes>> Routes::create(const std::vector<AppConfig
 {
     std::map<std::string, App> built;
     for (const auto& a : apps) {
-        auto crypto = wecom::CallbackCrypto::create(a.token, a.encoding_aes_key, a.corp_id);
+        const bool aibot = a.kind == AppKind::aibot;
+        // An AI bot's payloads carry no receiveid (notes §1.11): the crypto checks for "".
+        auto crypto = wecom::CallbackCrypto::create(a.token, a.encoding_aes_key, aibot ? std::string() : a.corp_id);
         if (!crypto) {
             return core::make_error(crypto.error().code, "app \"" + a.name + "\": " + crypto.error().message);
         }
-        built.emplace(a.path, App{a.name, std::move(*crypto), {}, nullptr, nullptr, nullptr, nullptr});
+        built.emplace(a.path, App{a.name, std::move(*crypto), aibot, a.corp_id, {}, nullptr, nullptr, nullptr, nullptr});
     }
     return std::unique_ptr<Routes>(new Routes(std::move(built), journal, metrics));
 }
@@ -180,7 +183,8 @@ void Routes::receive(const App& app, const HttpRequest& req, const Params& query
     if (!envelope) return reject(app, req, envelope.error(), 400, respond);
     auto payload = app.crypto.open(signature, timestamp, nonce, envelope->encrypt);
     if (!payload) return reject(app, req, payload.error(), 403, respond);
-    auto event = wecom::parse_event(*payload, wecom::ParseContext{app.name, app.crypto.receive_id()});
+    auto event = app.aibot ? wecom::parse_aibot_event(*payload, wecom::ParseContext{app.name, app.tenant})
+                           : wecom::parse_event(*payload, wecom::ParseContext{app.name, app.crypto.receive_id()});
     if (!event) return reject(app, req, event.error(), 400, respond);
 
     const auto kind = event->kind;

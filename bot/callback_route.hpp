@@ -45,6 +45,8 @@ private:
     struct App {
         std::string name;
         wecom::CallbackCrypto crypto;
+        bool aibot = false;  ///< JSON AI-bot callbacks (receiveid "")
+        std::string tenant;  ///< the corp id events are kept under
         // Resolved once: the hot path must not look series up by label on every callback.
         std::vector<Counter*> events_by_kind;
         Counter* duplicates = nullptr;

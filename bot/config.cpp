@@ -254,8 +254,12 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
                     continue;
                 }
                 c.only_keys(a, where, {"name", "path", "corp_id", "secrets_file", "token_env", "aes_key_env", "generate_secrets",
-                                       "api_base_url", "api_ca_file", "agent_id", "corp_secret_env"});
+                                       "api_base_url", "api_ca_file", "agent_id", "corp_secret_env", "kind"});
                 AppConfig app;
+                std::string kind = "app";
+                c.get(a, where, "kind", kind);
+                if (kind == "aibot") app.kind = AppKind::aibot;
+                else if (kind != "app") c.problem(where + "/kind", "expected \"app\" (a self-built app's callbacks) or \"aibot\" (an AI bot in API mode)");
                 c.get(a, where, "name", app.name);
                 c.get(a, where, "path", app.path);
                 c.get(a, where, "corp_id", app.corp_id);
@@ -273,7 +277,10 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
                 if (app.path.empty() || app.path.front() != '/') c.problem(where + "/path", "required, and must start with '/'");
                 else if (app.path == "/healthz" || app.path == "/metrics" || app.path.starts_with("/admin/")) c.problem(where + "/path", "reserved path");
                 else if (!paths.insert(app.path).second) c.problem(where + "/path", "duplicate path \"" + app.path + "\"");
-                if (app.corp_id.empty()) c.problem(where + "/corp_id", "required (the receiveid the callbacks are encrypted for)");
+                if (app.corp_id.empty()) {
+                    c.problem(where + "/corp_id", app.kind == AppKind::aibot ? "required (the corp the AI bot belongs to: its events are kept under it)"
+                                                                         : "required (the receiveid the callbacks are encrypted for)");
+                }
                 const bool from_file = !app.secrets_file.empty();
                 const bool from_env = !app.token_env.empty() || !app.aes_key_env.empty();
                 if (from_file == from_env) c.problem(where, "give either secrets_file, or both token_env and aes_key_env");

@@ -17,11 +17,18 @@
 
 namespace qunbot::bot {
 
+/// What sends the callbacks of an app entry.
+enum class AppKind : std::uint8_t {
+    app,   ///< a self-built app (自建应用): XML callbacks encrypted for the corp id
+    aibot, ///< an AI bot (智能机器人) in API mode: JSON callbacks encrypted for receiveid "", answered through response_url
+};
+
 /// One WeCom app (callback URL) the bot serves.
 struct AppConfig {
     std::string name;
+    AppKind kind = AppKind::app;
     std::string path;              ///< callback path, e.g. "/wecom/demo"
-    std::string corp_id;           ///< the receiveid the crypto checks
+    std::string corp_id;           ///< the receiveid the crypto checks (an AI bot's is ""; this is then its tenant)
     std::string secrets_file;      ///< JSON {"token": ..., "encoding_aes_key": ...}
     std::string token_env;         ///< or: environment variable holding the token
     std::string aes_key_env;       ///< or: environment variable holding the EncodingAESKey

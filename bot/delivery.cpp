@@ -1,11 +1,10 @@
 #include "bot/delivery.hpp"
 
-#include "bot/app_api.hpp"
-#include "bot/journal_await.hpp"
-
 #include "adapters/https/client.hpp"
 #include "adapters/wecom/api_client.hpp"
 #include "adapters/wecom/performer.hpp"
+#include "bot/app_api.hpp"
+#include "bot/journal_await.hpp"
 #include "bot/core/rate_limiter.hpp"
 #include "bot/metrics.hpp"
 #include "rules/engine.hpp"
@@ -73,6 +72,7 @@ struct Job {
     wecom::Context context;
     wecom::Route route;
     bool mass = false;
+    bool aibot = false; ///< an AI bot's answer through a message's response_url
     std::int64_t day = 0;
 };
 
@@ -107,6 +107,15 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             auto made = make_app_api(strand, a, c, o.now_ms);
             st->http = std::move(made.http);
             st->api = std::move(made.api);
+            if (a.kind == AppKind::aibot && !st->http) {
+                // An AI bot needs no access token: it answers through each message's response_url.
+                https::Options ho;
+                ho.ca_file = a.api_ca_file;
+                ho.connect_timeout = std::chrono::milliseconds(c.connect_timeout_ms);
+                ho.request_timeout = std::chrono::milliseconds(c.request_timeout_ms);
+                ho.retry_stale = false; // a response_url works once: a lost answer is for a person
+                st->http = std::make_unique<https::Client>(strand, ho);
+            }
             apps[a.name] = std::move(st);
         }
         reader = storage::open_for_reading(o.database);
@@ -300,6 +309,14 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
             }
             Job job;
             job.app = &app;
+            if (app.config.kind == AppKind::aibot) {
+                // Answers only, one per message: no quotas or rate limits of the server API apply.
+                job.aibot = true;
+                claims.emplace_back(row.id, "");
+                job.rows.push_back(std::move(row));
+                jobs.push_back(std::move(job));
+                continue;
+            }
             job.context.kind = app.api ? group_kind(app, a) : GroupKind::none;
             job.context.is_customer = rules::is_customer_id(a.target);
             job.context.duplicate_check_s = static_cast<int>(o.config.duplicate_check_s);
@@ -434,7 +451,8 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
     static awaitable<void> perform_job(std::shared_ptr<Impl> self, Job job)
     {
         try {
-            if (!job.app->api) co_await self->perform_logged(job);
+            if (job.aibot) co_await self->perform_aibot(job);
+            else if (!job.app->api) co_await self->perform_logged(job);
             else if (job.mass) co_await self->perform_mass(job);
             else co_await self->perform_single(job);
         } catch (const std::exception& e) {
@@ -457,6 +475,76 @@ struct Delivery::Impl : std::enable_shared_from_this<Delivery::Impl> {
         Outcome out;
         out.result = "logged only: app \"" + job.app->config.name + "\" has no WeCom API credentials (with them: " + how + ")";
         std::vector<Outcome> outs(1, std::move(out)); // not a braced list: g++ 12 and co_await
+        co_await record(job, std::move(outs));
+    }
+
+    // Why an AI bot cannot perform `a`, or nothing; fills `url` with the response_url to use.
+    std::optional<std::string> aibot_blocker(const core::Action& a, std::int64_t now, std::string& url)
+    {
+        if (a.kind != core::ActionKind::post && a.kind != core::ActionKind::reply) {
+            return "an AI bot can only answer with a message; " + std::string(core::to_string(a.kind)) + " is not possible through it";
+        }
+        const auto resp = a.cause_event_id > 0 ? storage::aibot_response(*reader, a.cause_event_id) : std::nullopt;
+        if (!resp || resp->url.empty()) {
+            return std::string("an AI bot cannot post on its own: it answers a message through that message's response_url, and this "
+                               "action answers none (a schedule or a timer)");
+        }
+        if (now > resp->received_ms + 3'600'000) return std::string("the message's response_url has expired (it is valid for one hour)");
+        url = resp->url;
+        return std::nullopt;
+    }
+
+    awaitable<void> perform_aibot(Job& job)
+    {
+        const auto& row = job.rows.front();
+        const auto& a = row.action;
+        const auto now = o.now_ms();
+        Outcome out;
+        std::string url;
+        auto api_origin = https::parse_origin(job.app->config.api_base_url);
+        if (auto why = aibot_blocker(a, now, url)) {
+            out.status = Outcome::Status::dead;
+            out.result = *why;
+        } else if (!api_origin || !url.starts_with(job.app->config.api_base_url + "/cgi-bin/aibot/response?")) {
+            // Only WeCom's own endpoint: a stored URL never sends the bot anywhere else.
+            out.status = Outcome::Status::dead;
+            out.result = "the response_url is not WeCom's aibot/response endpoint at " + job.app->config.api_base_url;
+        } else {
+            auto claimed = std::make_shared<bool>(false);
+            storage::WriteWork work = [claimed, id = a.cause_event_id, key = a.idempotency_key, now](SQLite::Database& db) {
+                *claimed = storage::claim_aibot_response(db, id, key, now);
+            };
+            const auto err = co_await commit(std::move(work));
+            if (!err.empty()) {
+                out.status = Outcome::Status::retry;
+                out.result = "could not claim the response_url: " + err;
+            } else if (!*claimed) {
+                out.status = Outcome::Status::dead;
+                out.result = "the message's response_url was already used by another action (an AI bot answers a message once)";
+            } else {
+                std::string target = url.substr(job.app->config.api_base_url.size());
+                std::string body = nlohmann::json{{"msgtype", "markdown"}, {"markdown", {{"content", a.text}}}}.dump();
+                std::string method = "POST";
+                std::string type = "application/json";
+                auto r = co_await job.app->http->request(*api_origin, method, target, body, type);
+                if (!r) {
+                    const bool maybe_sent = r.error().code == "timeout" || r.error().code == "io_error";
+                    out.status = maybe_sent ? Outcome::Status::check : Outcome::Status::retry;
+                    out.result = (maybe_sent ? "the answer may have gone out (the URL works once): " : "not sent: ") + r.error().message;
+                } else {
+                    const auto j = nlohmann::json::parse(r->body, nullptr, false);
+                    const int code = j.is_object() ? j.value("errcode", -999) : -999;
+                    if (r->status == 200 && code == 0) {
+                        out.result = "answered through the message's response_url";
+                    } else {
+                        out.status = code == -999 ? Outcome::Status::check : Outcome::Status::dead;
+                        out.result = "aibot/response answered HTTP " + std::to_string(r->status) + " errcode " + std::to_string(code) + " " +
+                                     (j.is_object() ? j.value("errmsg", std::string()) : std::string());
+                    }
+                }
+            }
+        }
+        std::vector<Outcome> outs(1, std::move(out));
         co_await record(job, std::move(outs));
     }
 
@@ -833,7 +921,9 @@ void Delivery::start()
 {
     auto impl = impl_;
     for (const auto& [name, app] : impl->apps) {
-        if (!app->api) {
+        if (app->config.kind == AppKind::aibot) {
+            spdlog::info("delivery: app \"{}\" is an AI bot: it answers each message once, through the message's response_url", name);
+        } else if (!app->api) {
             spdlog::info("delivery: app \"{}\" has no WeCom API credentials: actions are printed by the log adapter", name);
         } else {
             if (impl->o.config.directory_sync) net::co_spawn(impl->strand, Impl::directory_loop(impl, app.get()), net::detached);

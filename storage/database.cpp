@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 5> migrations{
+constexpr std::array<std::string_view, 6> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -340,6 +340,25 @@ CREATE TABLE blacklist (
     reason    TEXT    NOT NULL,
     since_ms  INTEGER NOT NULL,
     PRIMARY KEY (tenant, member_id)
+);
+)sql",
+    // 6: group messages in. `aibot_responses` records which action used an AI-bot message's
+    // one-time response_url; `archive_state` is the session archive's position per corp (the
+    // seq is written in the same transaction as the events it produced).
+    R"sql(
+CREATE TABLE aibot_responses (
+    event_id   INTEGER PRIMARY KEY,
+    action_key TEXT    NOT NULL,
+    claimed_ms INTEGER NOT NULL
+);
+CREATE TABLE archive_state (
+    tenant          TEXT    PRIMARY KEY,
+    seq             INTEGER NOT NULL DEFAULT 0,
+    last_pull_ms    INTEGER NOT NULL DEFAULT 0,
+    last_message_ms INTEGER NOT NULL DEFAULT 0,
+    messages        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT    NOT NULL DEFAULT '',
+    error_ms        INTEGER NOT NULL DEFAULT 0
 );
 )sql",
 };

@@ -317,7 +317,8 @@ EntryResult enter_round(SQLite::Database& db, const rules::DrawSpec* draw, std::
     auto eligibility = rules_for;
     if (via == "staff") eligibility.joined_before_open = false;
     auto f = facts;
-    if (via == "staff") f.in_group = true;
+    // Speaking in the group shows presence (AI-bot and archive groups may have no directory).
+    if (via == "staff" || via == "keyword") f.in_group = true;
     if (auto why = rules::ineligible(eligibility, f, r->opened_ms, now_ms, via == "join")) {
         res.status = EntryResult::Status::rejected;
         res.reason = *why;

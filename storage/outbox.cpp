@@ -388,4 +388,22 @@ void sync_group(SQLite::Database& db, const std::string& tenant, const std::stri
     }
 }
 
+std::optional<AibotResponse> aibot_response(SQLite::Database& db, std::int64_t event_id)
+{
+    SQLite::Statement st(db, "SELECT json_extract(event_json, '$.attributes.response_url'), received_ms FROM inbox WHERE id = ?");
+    st.bind(1, event_id);
+    if (!st.executeStep() || st.getColumn(0).isNull()) return std::nullopt;
+    return AibotResponse{st.getColumn(0).getString(), st.getColumn(1).getInt64()};
+}
+
+bool claim_aibot_response(SQLite::Database& db, std::int64_t event_id, const std::string& action_key, std::int64_t now_ms)
+{
+    SQLite::Statement ins(db, "INSERT INTO aibot_responses (event_id, action_key, claimed_ms) VALUES (?,?,?) ON CONFLICT DO NOTHING");
+    SQLite::bind(ins, event_id, action_key, now_ms);
+    if (ins.exec() > 0) return true;
+    SQLite::Statement st(db, "SELECT action_key FROM aibot_responses WHERE event_id = ?");
+    st.bind(1, event_id);
+    return st.executeStep() && st.getColumn(0).getString() == action_key;
+}
+
 } // namespace qunbot::storage

@@ -139,4 +139,15 @@ void sync_group(SQLite::Database& db, const std::string& tenant, const std::stri
                 const std::string& name, const std::string& owner, const std::vector<std::string>& admins,
                 const std::vector<SyncedMember>& members, std::int64_t now_ms);
 
+/// An AI-bot message's reply channel: its response_url and when the event was received.
+struct AibotResponse {
+    std::string url;
+    std::int64_t received_ms = 0;
+};
+/// The response_url of inbox event `event_id`, if it has one.
+[[nodiscard]] std::optional<AibotResponse> aibot_response(SQLite::Database& db, std::int64_t event_id);
+/// Claims event `event_id`'s response_url for the action keyed `action_key` (one answer per
+/// message): true when it was free or is already this action's.
+bool claim_aibot_response(SQLite::Database& db, std::int64_t event_id, const std::string& action_key, std::int64_t now_ms);
+
 } // namespace qunbot::storage

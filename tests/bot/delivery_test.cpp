@@ -475,7 +475,7 @@ TEST_CASE("group welcome templates follow the wecom_template rules: added, edite
     CHECK(fake.effects("externalcontact/group_welcome_template/add").size() == 1); // never added twice
 }
 
-TEST_CASE("capabilities: app chats get appchat/send and appchat/update; customer groups get owner notices for removal and recall",
+TEST_CASE("capabilities: app chats get appchat/send and appchat/update, and customer groups get owner notices for removal and recall",
           "[delivery][process]")
 {
     test::TempDir dir;

@@ -134,7 +134,7 @@ TEST_CASE("published vector A1: URL verification through the server", "[http][in
     CHECK_THAT(s.metrics(), Catch::Contains("qunbot_http_requests_total{route=\"t\",outcome=\"verified\"} 1"));
 }
 
-TEST_CASE("published vector A2 is journaled once; its retries and its JSON twin (C1) are duplicates", "[http][intake][vector]")
+TEST_CASE("published vector A2 is journaled once, and its retries and its JSON twin (C1) are duplicates", "[http][intake][vector]")
 {
     Server s;
     auto c = s.client();

@@ -255,7 +255,7 @@ TEST_CASE("the example rules in config/ pass their own tests", "[process][rules]
     CHECK(c.wait_exit(60s) == 0);
 }
 
-TEST_CASE("lottery from the command line: open, enter, draw, show, verify, export; a tampered draw fails verify", "[process][draw]")
+TEST_CASE("lottery from the command line: open, enter, draw, show, verify, export, and a tampered draw fails verify", "[process][draw]")
 {
     test::TempDir dir;
     std::filesystem::create_directories(dir.path() / "rules");

@@ -133,7 +133,7 @@ struct Bot {
 
 } // namespace
 
-TEST_CASE("a broken edit is rejected as a whole while events flow; the last good rules keep answering", "[rules][reload]")
+TEST_CASE("a broken edit is rejected as a whole while events flow, and the last good rules keep answering", "[rules][reload]")
 {
     test::TempDir dir;
     write_rules(dir, "faq.yaml", faq_v1);
@@ -190,7 +190,7 @@ TEST_CASE("a broken edit is rejected as a whole while events flow; the last good
     CHECK(std::all_of(first_v2, texts.end(), [](const std::string& t) { return t == "v2 价格见公告"; }));
 }
 
-TEST_CASE("saving a rule file reloads it; a broken save is reported to the notify target", "[rules][reload][watch]")
+TEST_CASE("saving a rule file reloads it, and a broken save is reported to the notify target", "[rules][reload][watch]")
 {
     test::TempDir dir;
     write_rules(dir, "faq.yaml", faq_v1);

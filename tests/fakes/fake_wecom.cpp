@@ -183,6 +183,14 @@ int FakeWeCom::max_concurrency() const
     return max_in_flight_;
 }
 
+std::string FakeWeCom::issue_response_url()
+{
+    std::lock_guard lock(mutex_);
+    const auto code = "RC" + std::to_string(++msg_serial_) + std::string(20, 'r');
+    response_codes_[code] = {now_ms_() + 3'600'000, false};
+    return base_url() + "/cgi-bin/aibot/response?response_code=" + code;
+}
+
 FakeReply FakeWeCom::handle(const FakeRequest& req)
 {
     const std::string prefix = "/cgi-bin/";
@@ -238,6 +246,16 @@ FakeReply FakeWeCom::dispatch(const std::string& api, const json& body, const Fa
     }
     if (api == "webhook/send") {
         if (!robots_.contains(req.param("key"))) return err(93000, "invalid webhook url");
+        effects_.push_back({api, body});
+        return ok(json::object());
+    }
+    if (api == "aibot/response") {
+        // The URL itself is the credential: one use, one hour.
+        auto it = response_codes_.find(req.param("response_code"));
+        if (it == response_codes_.end() || it->second.second || it->second.first <= now) {
+            return err(95000, "response_code invalid, used or expired (fake)");
+        }
+        it->second.second = true;
         effects_.push_back({api, body});
         return ok(json::object());
     }

@@ -81,6 +81,8 @@ public:
     void add_contact(const std::string& userid, const std::string& external_userid);
     /// A welcome code as the add_external_contact callback would carry, valid 20 s from now.
     std::string issue_welcome_code();
+    /// An AI bot's response_url as its callback would carry: usable once, for one hour (notes §1.11).
+    std::string issue_response_url();
     void add_robot(const std::string& key);
     /// An internal group chat as if this app had created it.
     void add_appchat(const std::string& chat_id, const std::vector<std::string>& users);
@@ -102,6 +104,7 @@ public:
     [[nodiscard]] int max_concurrency() const;
 
 private:
+    std::map<std::string, std::pair<std::int64_t, bool>> response_codes_; ///< code → (expiry, used)
     FakeReply handle(const FakeRequest& req);
     FakeReply dispatch(const std::string& api, const nlohmann::json& body, const FakeRequest& req, std::int64_t now);
 

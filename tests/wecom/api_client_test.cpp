@@ -216,7 +216,7 @@ TEST_CASE("errcode -1 is retried with back-off at most 3 times", "[wecom][api]")
     CHECK(w.fake.calls("message/send") == 8);
 }
 
-TEST_CASE("45009 and 45033 come back at once as limits; 5xx and lost connections are retried", "[wecom][api]")
+TEST_CASE("45009 and 45033 come back at once as limits, and 5xx and lost connections are retried", "[wecom][api]")
 {
     World w;
     w.fake.fail("message/send", fakes::Fault{.errcode = 45009});
