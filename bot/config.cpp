@@ -111,7 +111,43 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
         return core::make_error("config_invalid", c.report());
     }
     c.only_keys(root, "", {"listen", "threads", "database", "log_level", "http", "journal", "shutdown_grace_ms", "rules", "delivery",
-                          "wechat_pay", "apps"});
+                          "wechat_pay", "archive", "apps"});
+    if (auto it = root.find("archive"); it != root.end()) {
+        if (!it->is_object()) c.problem("/archive", "expected an object");
+        else {
+            auto& ar = cfg.archive;
+            const std::string at = "/archive";
+            c.only_keys(*it, at, {"library", "app", "secrets_file", "secret_env", "private_keys", "poll_ms", "batch", "timeout_s", "media_max_bytes"});
+            c.get(*it, at, "library", ar.library);
+            c.get(*it, at, "app", ar.app);
+            c.get(*it, at, "secrets_file", ar.secrets_file);
+            c.get(*it, at, "secret_env", ar.secret_env);
+            c.get_positive(*it, at, "poll_ms", ar.poll_ms);
+            c.get_positive(*it, at, "batch", ar.batch);
+            c.get_positive(*it, at, "timeout_s", ar.timeout_s);
+            c.get_positive(*it, at, "media_max_bytes", ar.media_max_bytes);
+            if (ar.batch > 1000) c.problem(at + "/batch", "GetChatData returns at most 1000 records per call");
+            if (auto k = it->find("private_keys"); k != it->end()) {
+                if (!k->is_array()) c.problem(at + "/private_keys", "expected a list of {\"version\": N, \"file\": \"key.pem\"}");
+                else {
+                    for (std::size_t i = 0; i < k->size(); ++i) {
+                        const auto& e = (*k)[i];
+                        const auto where = at + "/private_keys/" + std::to_string(i);
+                        if (!e.is_object() || !e.contains("version") || !e["version"].is_number_integer() || !e.contains("file") ||
+                            !e["file"].is_string()) {
+                            c.problem(where, "expected {\"version\": N, \"file\": \"key.pem\"}");
+                            continue;
+                        }
+                        ar.private_keys.emplace_back(e["version"].get<int>(), e["file"].get<std::string>());
+                    }
+                }
+            }
+            if (ar.enabled()) {
+                if (ar.private_keys.empty()) c.problem(at + "/private_keys", "the archive needs the private key of each publickey_ver in use");
+                if (ar.secrets_file.empty() == ar.secret_env.empty()) c.problem(at, "give either secrets_file or secret_env for the archive Secret");
+            }
+        }
+    }
     if (auto it = root.find("wechat_pay"); it != root.end()) {
         if (!it->is_object()) c.problem("/wechat_pay", "expected an object");
         else {
@@ -374,6 +410,20 @@ core::Status resolve_secrets(Config& config)
         }
         app.token = core::Secret(std::move(token));
         app.encoding_aes_key = core::Secret(std::move(key));
+    }
+    if (auto& ar = config.archive; ar.enabled()) {
+        if (!ar.secrets_file.empty()) {
+            const auto j = json::parse(read_file(ar.secrets_file), nullptr, false);
+            if (j.is_discarded() || !j.is_object() || !j.contains("archive_secret") || !j["archive_secret"].is_string()) {
+                problems += "archive: secrets file " + ar.secrets_file + " must be a JSON object with a string field \"archive_secret\"\n";
+            } else {
+                ar.secret = core::Secret(j["archive_secret"].get<std::string>());
+            }
+        } else if (const char* v = std::getenv(ar.secret_env.c_str()); v == nullptr || *v == '\0') {
+            problems += "archive: environment variable " + ar.secret_env + " is not set\n";
+        } else {
+            ar.secret = core::Secret(v);
+        }
     }
     if (auto& w = config.wechat_pay; w.enabled()) {
         std::string mch_key, payment_secret;

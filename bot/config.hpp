@@ -125,6 +125,21 @@ struct WeChatPayConfig {
     [[nodiscard]] bool enabled() const noexcept { return !mch_id.empty(); }
 };
 
+/// The session archive (会话内容存档): pulled with WeCom's SDK when `library` is set.
+struct ArchiveConfig {
+    std::string library;            ///< path of libWeWorkFinanceSdk_C.so (empty: archive off)
+    std::string app;                ///< configured app whose corp id is the archive's (default: the first)
+    std::string secrets_file;       ///< JSON {"archive_secret": ...}, or:
+    std::string secret_env;         ///< environment variable with the archive Secret (聊天内容存档的Secret)
+    core::Secret secret;            ///< filled by `resolve_secrets`
+    std::vector<std::pair<int, std::string>> private_keys; ///< (publickey_ver, PEM file)
+    std::uint32_t poll_ms = 30000;  ///< pull at least this often (msgaudit_notify also wakes it)
+    unsigned batch = 1000;          ///< records per GetChatData (at most 1000)
+    int timeout_s = 10;             ///< SDK call timeout
+    std::size_t media_max_bytes = 20 * 1024 * 1024;
+    [[nodiscard]] bool enabled() const noexcept { return !library.empty(); }
+};
+
 struct Config {
     std::string address = "127.0.0.1";
     std::uint16_t port = 8080;
@@ -138,6 +153,7 @@ struct Config {
     RulesConfig rules;
     DeliveryConfig delivery;
     WeChatPayConfig wechat_pay;
+    ArchiveConfig archive;
     std::vector<AppConfig> apps;
 };
 

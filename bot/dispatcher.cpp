@@ -535,10 +535,15 @@ Dispatcher::Dispatcher(net::io_context& ioc, storage::Journal& journal, Registry
         }
     }
     journal.on_stored([weak = std::weak_ptr<Impl>(impl_)](std::int64_t id, core::Event&& event) {
-        rules::Trigger t;
-        if (!rules::trigger_for(event.kind, t)) return;
         auto self = weak.lock();
         if (!self) return;
+        if (event.kind == core::EventKind::archive_notify) {
+            // Not a rule trigger: it only says the archive has new messages to pull.
+            if (self->o.on_archive_notify) self->o.on_archive_notify();
+            return;
+        }
+        rules::Trigger t;
+        if (!rules::trigger_for(event.kind, t)) return;
         Job j;
         j.event_id = id;
         j.tenant = event.tenant;

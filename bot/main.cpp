@@ -1,7 +1,9 @@
 // qunbot: the process entry point and the command-line tools.
 #include "adapters/wecom/callback_crypto.hpp"
+#include "adapters/wecom/finance_sdk.hpp"
 #include "adapters/wecom/test_event.hpp"
 #include "bot/app_api.hpp"
+#include "bot/archive.hpp"
 #include "bot/cli_util.hpp"
 #include "bot/lottery_cli.hpp"
 #include "bot/config.hpp"
@@ -11,6 +13,7 @@
 #include "bot/service.hpp"
 #include "rules/loader.hpp"
 #include "storage/activity.hpp"
+#include "storage/archive_state.hpp"
 #include "storage/database.hpp"
 #include "storage/outbox.hpp"
 #include "storage/rule_state.hpp"
@@ -27,6 +30,8 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -400,6 +405,49 @@ int run_outbox(const std::string& verb, OutboxArgs args)
     return 0;
 }
 
+struct ArchiveArgs {
+    std::string config;
+    std::string database;
+    std::string fileid;
+    std::string out;
+};
+
+// `qunbot archive status|media`: where the session archive stands, and one media file.
+int run_archive(const std::string& verb, const ArchiveArgs& args)
+{
+    auto config = bot::load_config(args.config);
+    if (!config) return fail(config.error().message);
+    const auto database = args.database.empty() ? config->database : args.database;
+    if (verb == "status") {
+        if (!config->archive.enabled()) std::cout << "the session archive is not configured (archive.library)\n";
+        if (!std::filesystem::exists(database)) return fail("no database at " + database);
+        auto db = storage::open_for_reading(database);
+        const auto now = bot::wall_now_ms();
+        for (const auto& p : storage::archive_positions(*db)) {
+            std::cout << p.tenant << "  seq " << p.seq << "  messages " << p.messages << "  last pull " << local_time(p.last_pull_ms)
+                      << "  newest message " << local_time(p.last_message_ms);
+            if (p.last_message_ms > 0) std::cout << " (" << (now - p.last_message_ms) / 1000 << " s ago)";
+            std::cout << "\n  last error: " << (p.last_error.empty() ? "none" : p.last_error + " at " + local_time(p.error_ms)) << "\n";
+        }
+        return 0;
+    }
+    if (!config->archive.enabled()) return fail("the session archive is not configured (archive.library)");
+    if (auto st = bot::resolve_secrets(*config); !st) return fail(st.error().message);
+    std::string corp;
+    for (const auto& a : config->apps) {
+        if (a.name == config->archive.app || (config->archive.app.empty() && corp.empty())) corp = a.corp_id;
+    }
+    auto sdk = bot::open_archive_sdk(config->archive, corp);
+    if (!sdk) return fail(sdk.error().message);
+    auto bytes = (*sdk)->media(args.fileid, config->archive.media_max_bytes, config->archive.timeout_s);
+    if (!bytes) return fail(bytes.error().message);
+    std::ofstream out(args.out, std::ios::binary | std::ios::trunc);
+    out << *bytes;
+    if (!out) return fail("cannot write " + args.out);
+    std::cout << "wrote " << bytes->size() << " bytes to " << args.out << "\n";
+    return 0;
+}
+
 struct ScheduleArgs {
     std::string config;
     std::string rules;
@@ -694,8 +742,20 @@ int main(int argc, char** argv)
     bot::LotteryArgs lottery_args;
     bot::add_lottery_commands(cli, lottery_args);
 
+    ArchiveArgs archive_args;
+    std::string archive_verb;
+    auto* archive_cmd = cli.add_subcommand("archive", "The session archive (会话内容存档): status, media");
+    archive_cmd->require_subcommand(1);
+    archive_cmd->add_option("--config", archive_args.config, "Configuration (archive section, database)");
+    archive_cmd->add_option("--db", archive_args.database, "SQLite database path (overrides the configuration)");
+    archive_cmd->add_subcommand("status", "Last seq, messages stored, lag and the last error")->callback([&] { archive_verb = "status"; });
+    auto* media_cmd = archive_cmd->add_subcommand("media", "Fetch one media file (chunked GetMediaData)");
+    media_cmd->add_option("sdkfileid", archive_args.fileid, "The message's sdkfileid")->required();
+    media_cmd->add_option("--out", archive_args.out, "Where to write it")->required();
+    media_cmd->callback([&] { archive_verb = "media"; });
+
     // `qunbot schedule next --db X` as well as `qunbot schedule --db X next`.
-    for (auto* parent : {schedule_cmd, outbox_cmd}) {
+    for (auto* parent : {schedule_cmd, outbox_cmd, archive_cmd}) {
         for (auto* sub : parent->get_subcommands({})) sub->fallthrough();
     }
 
@@ -711,6 +771,7 @@ int main(int argc, char** argv)
         if (*outbox_cmd) return run_outbox(outbox_verb, outbox_args);
         if (*appchat_create) return run_appchat_create(appchat_args);
         if (*schedule_cmd) return run_schedule(schedule_verb, schedule_args);
+        if (*archive_cmd) return run_archive(archive_verb, archive_args);
         bool handled = false;
         const int rc = bot::run_lottery_commands(lottery_args, handled);
         if (handled) return rc;

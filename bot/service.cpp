@@ -1,11 +1,12 @@
 #include "bot/service.hpp"
 
+#include "bot/archive.hpp"
 #include "bot/callback_route.hpp"
 #include "bot/delivery.hpp"
-#include "bot/payouts.hpp"
 #include "bot/dispatcher.hpp"
 #include "bot/http_server.hpp"
 #include "bot/metrics.hpp"
+#include "bot/payouts.hpp"
 #include "bot/scheduler.hpp"
 #include "rules/rule_set.hpp"
 #include "storage/journal.hpp"
@@ -33,6 +34,7 @@ struct Service::Parts {
     std::unique_ptr<storage::Journal> journal;
     std::unique_ptr<Delivery> delivery;
     std::unique_ptr<Payouts> payouts; ///< null unless wechat_pay is configured
+    std::unique_ptr<Archive> archive; ///< null unless the session archive is configured
     std::unique_ptr<Scheduler> scheduler;
     std::unique_ptr<Dispatcher> dispatcher;
     std::unique_ptr<Routes> routes;
@@ -138,6 +140,21 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
             return core::make_error("payouts_start", std::string("cannot start red-packet payouts: ") + e.what());
         }
     }
+    if (p->config.archive.enabled()) {
+        Archive::Options ao;
+        ao.database = p->config.database;
+        ao.config = p->config.archive;
+        for (const auto& a : p->config.apps) {
+            if (a.name == ao.config.app || (ao.config.app.empty() && ao.app.empty())) {
+                ao.app = a.name;
+                ao.tenant = a.corp_id;
+            }
+        }
+        if (ao.app.empty()) return core::make_error("archive_start", "archive.app: no configured app \"" + ao.config.app + "\"");
+        auto made = Archive::create(*p->journal, p->metrics, std::move(ao));
+        if (!made) return core::make_error("archive_start", "cannot start the session archive: " + made.error().message);
+        p->archive = std::move(*made);
+    }
     // New outbox rows, and perhaps new payouts (a draw was made).
     auto woken = [del = p->delivery.get(), pay = p->payouts.get()] {
         del->wake();
@@ -155,6 +172,7 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
     try {
         Dispatcher::Options d;
         d.on_actions = woken;
+        if (p->archive) d.on_archive_notify = [ar = p->archive.get()] { ar->wake(); };
         d.on_install = [del = p->delivery.get(), sch = p->scheduler.get(), pay = p->config.wechat_pay.enabled()](
                            std::shared_ptr<const rules::RuleSet> set) {
             for (const auto& draw : set->draws) {
@@ -173,6 +191,7 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
         p->dispatcher->start();
         p->delivery->start();
         if (p->payouts) p->payouts->start();
+        if (p->archive) p->archive->start();
         p->scheduler->start();
     } catch (const std::exception& e) {
         return core::make_error("dispatcher_start", std::string("cannot start the rule dispatcher: ") + e.what());
@@ -236,6 +255,7 @@ std::size_t Service::wait()
     p->threads.clear();
     // Commits whatever the journal still holds (events of abandoned requests are kept: WeCom's
     // retry of them will be recognised as a duplicate).
+    if (p->archive) p->archive->stop(); // a batch being stored is committed first (or not at all)
     p->scheduler->stop(); // a slot being written is finished first
     p->dispatcher.reset(); // unhooks from the journal before it closes
     p->delivery.reset();

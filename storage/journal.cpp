@@ -275,6 +275,23 @@ void Journal::submit(WriteWork work, WriteCallback done)
     done("journal is closed");
 }
 
+void Journal::append_all(std::vector<core::Event> events, WriteWork work, std::function<void(std::string, std::size_t)> done)
+{
+    {
+        std::lock_guard lock(mutex_);
+        if (!closing_) {
+            Pending p;
+            p.events = std::move(events);
+            p.work = std::move(work);
+            p.all_done = std::move(done);
+            queue_.push_back(std::move(p));
+            cv_.notify_one();
+            return;
+        }
+    }
+    done("journal is closed", 0);
+}
+
 void Journal::on_stored(StoredHook hook)
 {
     std::lock_guard lock(mutex_);
@@ -362,8 +379,10 @@ void Journal::run()
         outcomes.clear();
         try {
             SQLite::Transaction tx(writer_->db());
-            for (const auto& p : batch) {
+            for (auto& p : batch) {
                 if (p.work) {
+                    p.event_outcomes.clear();
+                    for (const auto& e : p.events) p.event_outcomes.push_back(writer_->record(e, received));
                     p.work(writer_->db());
                     outcomes.push_back(AppendOutcome{AppendOutcome::Status::stored, 0, {}});
                 } else {
@@ -376,12 +395,17 @@ void Journal::run()
             // error) does not fail its neighbours. Each failure is reported to its own caller, whose
             // client (WeCom) retries.
             outcomes.clear();
-            for (const auto& p : batch) {
+            for (auto& p : batch) {
                 try {
                     SQLite::Transaction tx(writer_->db());
                     AppendOutcome outcome{AppendOutcome::Status::stored, 0, {}};
-                    if (p.work) p.work(writer_->db());
-                    else outcome = writer_->record(p.event, received);
+                    if (p.work) {
+                        p.event_outcomes.clear();
+                        for (const auto& e : p.events) p.event_outcomes.push_back(writer_->record(e, received));
+                        p.work(writer_->db());
+                    } else {
+                        outcome = writer_->record(p.event, received);
+                    }
                     tx.commit();
                     outcomes.push_back(std::move(outcome));
                 } catch (const std::exception& e) {
@@ -394,7 +418,16 @@ void Journal::run()
                                batch.size());
         }
         for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (batch[i].work) {
+            if (batch[i].all_done) {
+                const bool ok = outcomes[i].status != AppendOutcome::Status::failed;
+                std::size_t stored = 0;
+                for (std::size_t k = 0; ok && k < batch[i].event_outcomes.size(); ++k) {
+                    if (batch[i].event_outcomes[k].status != AppendOutcome::Status::stored) continue;
+                    ++stored;
+                    if (hook) hook(batch[i].event_outcomes[k].event_id, std::move(batch[i].events[k]));
+                }
+                batch[i].all_done(ok ? std::string() : outcomes[i].error, stored);
+            } else if (batch[i].work) {
                 batch[i].work_done(outcomes[i].status == AppendOutcome::Status::failed ? outcomes[i].error : std::string());
             } else {
                 const bool stored = outcomes[i].status == AppendOutcome::Status::stored;

@@ -68,6 +68,11 @@ public:
     /// Thread-safe: runs `work` in the next group commit (so the engine's decisions share the
     /// single writer and its batching). After `close()` `done` is invoked at once with an error.
     void submit(WriteWork work, WriteCallback done);
+    /// Thread-safe: stores `events` and runs `work` in one transaction (all or nothing), e.g. a
+    /// batch pulled from the session archive together with the position it was pulled up to.
+    /// `done` gets the error (empty when committed) and how many events were new; the new ones
+    /// then go to the stored hook like appended events.
+    void append_all(std::vector<core::Event> events, WriteWork work, std::function<void(std::string error, std::size_t stored)> done);
     /// Commits everything queued so far, then stops the writer. Idempotent.
     void close();
 
@@ -82,6 +87,9 @@ private:
         AppendCallback done;
         WriteWork work;          ///< set for a write job (then `event` is unused)
         WriteCallback work_done;
+        std::vector<core::Event> events; ///< append_all: stored with `work`, in the same transaction
+        std::function<void(std::string, std::size_t)> all_done;
+        std::vector<AppendOutcome> event_outcomes;
     };
     class Writer;
 

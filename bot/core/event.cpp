@@ -5,13 +5,14 @@
 namespace qunbot::core {
 namespace {
 
-constexpr std::array<std::string_view, 18> kind_names{
+constexpr std::array<std::string_view, 19> kind_names{
     "group_created",      "group_dismissed",      "group_renamed",
     "group_owner_changed","group_notice_changed", "member_joined",
     "member_left",        "contact_added",        "contact_half_added",
     "contact_edited",     "contact_deleted",      "contact_unfollowed",
     "contact_transfer_failed", "contact_archive_agreed", "tag_changed",
-    "message",            "archive_notify",       "unknown",
+    "message",            "message_recalled",     "archive_notify",
+    "unknown",
 };
 static_assert(kind_names.size() == static_cast<std::size_t>(EventKind::unknown) + 1);
 

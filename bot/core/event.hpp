@@ -30,6 +30,7 @@ enum class EventKind : std::uint8_t {
     contact_archive_agreed, ///< a customer agreed to session archiving
     tag_changed,            ///< a corp customer tag or tag group was created/changed/deleted/shuffled
     message,                ///< a message (text or other type) sent to the bot or in a group
+    message_recalled,       ///< a member recalled a message (`subject` is its message id)
     archive_notify,         ///< new session-archive messages are ready to be pulled
     unknown,                ///< kept raw: a type this version does not understand
 };
