@@ -8,6 +8,7 @@
 #include "bot/lottery_cli.hpp"
 #include "bot/config.hpp"
 #include "bot/http_client.hpp"
+#include "bot/moderation_eval.hpp"
 #include "bot/rule_tests.hpp"
 #include "bot/scheduler.hpp"
 #include "bot/service.hpp"
@@ -29,6 +30,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -448,6 +450,29 @@ int run_archive(const std::string& verb, const ArchiveArgs& args)
     return 0;
 }
 
+// `qunbot moderation eval FILE`: precision and recall of the ad rules on labelled messages.
+int run_moderation_eval(const std::string& file, const std::string& rules_dir, std::vector<std::string> globs)
+{
+    auto loaded = rules::load_rules(rules_dir);
+    if (!loaded.ok()) {
+        for (const auto& d : loaded.diagnostics) std::cerr << d.format() << "\n";
+        return fail("the rules in " + rules_dir + " have errors");
+    }
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return fail("cannot read " + file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (globs.empty()) globs.push_back("ads-*");
+    const auto r = bot::evaluate_labelled(*loaded.rules, ss.str(), globs);
+    for (const auto& p : r.problems) std::cerr << file << ": " << p << "\n";
+    for (const auto& t : r.false_positive_texts) std::cout << "false positive: " << t << "\n";
+    for (const auto& t : r.false_negative_texts) std::cout << "false negative: " << t << "\n";
+    std::cout << "ads " << (r.true_positives + r.false_negatives) << ", ok " << (r.true_negatives + r.false_positives) << "\n";
+    std::printf("precision %.4f  recall %.4f  F1 %.4f  (tp %zu, fp %zu, fn %zu, tn %zu)\n", r.precision(), r.recall(), r.f1(),
+                r.true_positives, r.false_positives, r.false_negatives, r.true_negatives);
+    return r.problems.empty() ? 0 : 1;
+}
+
 struct ScheduleArgs {
     std::string config;
     std::string rules;
@@ -742,6 +767,16 @@ int main(int argc, char** argv)
     bot::LotteryArgs lottery_args;
     bot::add_lottery_commands(cli, lottery_args);
 
+    std::string eval_file;
+    std::string eval_rules = "config/rules";
+    std::vector<std::string> eval_globs;
+    auto* moderation_cmd = cli.add_subcommand("moderation", "Ad cleanup: measure the rules");
+    moderation_cmd->require_subcommand(1);
+    auto* eval_cmd = moderation_cmd->add_subcommand("eval", "Precision, recall and F1 of the ad rules on labelled messages (label<TAB>text)");
+    eval_cmd->add_option("file", eval_file, "Labelled messages, one per line: ad|ok, a tab, the text")->required();
+    eval_cmd->add_option("--rules", eval_rules, "Rule directory");
+    eval_cmd->add_option("--rule", eval_globs, "Rules that flag an ad (globs; default ads-*)");
+
     ArchiveArgs archive_args;
     std::string archive_verb;
     auto* archive_cmd = cli.add_subcommand("archive", "The session archive (会话内容存档): status, media");
@@ -772,6 +807,7 @@ int main(int argc, char** argv)
         if (*appchat_create) return run_appchat_create(appchat_args);
         if (*schedule_cmd) return run_schedule(schedule_verb, schedule_args);
         if (*archive_cmd) return run_archive(archive_verb, archive_args);
+        if (*eval_cmd) return run_moderation_eval(eval_file, eval_rules, eval_globs);
         bool handled = false;
         const int rc = bot::run_lottery_commands(lottery_args, handled);
         if (handled) return rc;

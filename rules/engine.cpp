@@ -1,5 +1,6 @@
 #include "rules/engine.hpp"
 
+#include "rules/detect.hpp"
 #include "rules/text.hpp"
 
 #include <re2/re2.h>
@@ -183,6 +184,19 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
     case Condition::Op::contains:
     case Condition::Op::exact: r = ctx.set_matched(c.keyword_set); break;
     case Condition::Op::regex: r = RE2::PartialMatch(ctx.regex_text(), *c.regex); break;
+    case Condition::Op::links:
+        for (const auto& d : find_domains(ctx.event.text)) {
+            if (!domain_allowed(d, c.values)) {
+                r = true;
+                break;
+            }
+        }
+        break;
+    case Condition::Op::contact_bait: {
+        const auto b = find_contact_bait(ctx.event.text);
+        r = (b.wechat && contains(c.values, "wechat")) || (b.phone && contains(c.values, "phone")) || (b.qq && contains(c.values, "qq"));
+        break;
+    }
     case Condition::Op::role: {
         const bool customer = is_customer_id(member_id);
         r = contains(c.values, customer ? "customer" : "staff");

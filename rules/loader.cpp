@@ -761,7 +761,7 @@ private:
             return false;
         }
         check_keys(src, n, {"all", "any", "not", "contains", "exact", "regex", "sender", "has_tag", "scene", "state",
-                            "message_type", "active_days"},
+                            "message_type", "active_days", "links", "contact_bait"},
                    "a condition");
         if (n.size() > 1) {
             out.op = Condition::Op::all;
@@ -935,6 +935,47 @@ private:
             }
             out.op = Condition::Op::message_type;
             out.values = std::move(*values);
+            return true;
+        }
+        if (k == "links") {
+            // `links: any` or `links: { allow: [taobao.com, $our_domains] }`.
+            if (!needs(src, key, w, rule, k, {Trigger::message})) return false;
+            out.op = Condition::Op::links;
+            if (value.IsScalar() && value.Scalar() == "any") return true;
+            if (!value.IsMap()) {
+                error(vw, "`links` is `any` or { allow: [domain, ...] }");
+                return false;
+            }
+            check_keys(src, value, {"allow"}, "`links`");
+            if (auto a = value["allow"]; a.IsDefined()) {
+                auto domains = strings(src, a, vw, "`allow`", true);
+                if (!domains) return false;
+                for (auto d : *domains) {
+                    std::transform(d.begin(), d.end(), d.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                    if (d.starts_with("www.")) d.erase(0, 4);
+                    if (d.find('.') == std::string::npos || d.find_first_of(" /:") != std::string::npos) {
+                        error(at(src, a, vw), "`allow`: \"" + d + "\" is not a domain like taobao.com");
+                        return false;
+                    }
+                    out.values.push_back(std::move(d));
+                }
+            }
+            return true;
+        }
+        if (k == "contact_bait") {
+            if (!needs(src, key, w, rule, k, {Trigger::message})) return false;
+            auto kinds = strings(src, value, kw, "`contact_bait`", false);
+            if (!kinds) return false;
+            for (const auto& v : *kinds) {
+                if (v != "wechat" && v != "phone" && v != "qq") {
+                    std::string msg = "`contact_bait`: \"" + v + "\" is not one of wechat, phone, qq";
+                    if (auto best = core::closest(v, {"wechat", "phone", "qq"}); !best.empty()) msg += "; did you mean \"" + best + "\"?";
+                    error(vw, std::move(msg));
+                    return false;
+                }
+            }
+            out.op = Condition::Op::contact_bait;
+            out.values = std::move(*kinds);
             return true;
         }
         if (k == "active_days") {

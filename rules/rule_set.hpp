@@ -51,6 +51,8 @@ struct Condition {
         state,        ///< channel State matches any glob of `values`
         message_type, ///< message type is any of `values`
         active_days,  ///< member active on at least `at_least` of the last `days` days
+        links,        ///< the text links to or spells a domain not in `values` (the allow-list)
+        contact_bait, ///< the text offers a contact of a kind in `values` (wechat, phone, qq)
     };
     Op op = Op::all;
     std::vector<Condition> children;
