@@ -63,11 +63,24 @@ const RE2& domain_re()
     return re;
 }
 
+// Domains, ids and numbers need Latin letters or digits: ASCII, full-width (U+FF10–FF5A) or
+// circled (U+2460–24FF). Plain Chinese chatter has none, and skips the regexes entirely.
+bool may_hold_latin(std::string_view t)
+{
+    for (const unsigned char c : t) {
+        if (c < 0x80 && std::isalnum(c)) return true;
+    }
+    return t.find("\xEF\xBC") != std::string_view::npos || t.find("\xEF\xBD") != std::string_view::npos ||
+           t.find("\xE2\x91") != std::string_view::npos || t.find("\xE2\x92") != std::string_view::npos ||
+           t.find("\xE2\x93") != std::string_view::npos;
+}
+
 } // namespace
 
 std::vector<std::string> find_domains(std::string_view text)
 {
     std::vector<std::string> out;
+    if (!may_hold_latin(text)) return out;
     const auto s = dotted(text);
     re2::StringPiece input(s);
     std::string domain;
@@ -90,6 +103,7 @@ bool domain_allowed(std::string_view domain, const std::vector<std::string>& all
 ContactBait find_contact_bait(std::string_view text)
 {
     ContactBait b;
+    if (!may_hold_latin(text)) return b;
     auto s = normalize(text, Fold::regex);
     for (std::string_view plus : {"＋", "➕", "十"}) replace_all(s, plus, "+");
     const auto digits = squeezed_digits(s);

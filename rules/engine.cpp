@@ -4,6 +4,7 @@
 #include "rules/text.hpp"
 
 #include <re2/re2.h>
+#include <re2/set.h>
 
 #include <algorithm>
 #include <bit>
@@ -70,6 +71,80 @@ std::vector<DrawEntry> draw_entries(const RuleSet& set, const core::Event& e)
     return out;
 }
 
+struct RegexSet {
+    explicit RegexSet(const RE2::Options& opts) : set(opts, RE2::UNANCHORED) {}
+    RE2::Set set;
+    int size = 0;
+};
+
+namespace {
+
+void collect_regex(Condition& c, RegexSet& set, bool& ok)
+{
+    if (c.op == Condition::Op::regex && c.regex) {
+        std::string error;
+        c.regex_index = set.set.Add(c.regex->pattern(), &error);
+        ok = ok && c.regex_index >= 0;
+        ++set.size;
+    }
+    for (auto& child : c.children) collect_regex(child, set, ok);
+}
+
+// The regex pattern a condition cannot hold without (a regex leaf, or one inside an `all`).
+int regex_anchor(const Condition& c)
+{
+    if (c.op == Condition::Op::regex) return c.regex_index;
+    if (c.op == Condition::Op::all) {
+        for (const auto& child : c.children) {
+            if (const int a = regex_anchor(child); a >= 0) return a;
+        }
+    }
+    return -1;
+}
+
+void clear_regex_index(Condition& c)
+{
+    c.regex_index = -1;
+    for (auto& child : c.children) clear_regex_index(child);
+}
+
+} // namespace
+
+void build_regex_set(RuleSet& rules)
+{
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    opts.set_case_sensitive(false);
+    opts.set_never_capture(true);
+    auto set = std::make_shared<RegexSet>(opts);
+    bool ok = true;
+    for (auto& r : rules.rules) {
+        if (r.has_when) collect_regex(r.when, *set, ok);
+        if (r.has_unless) collect_regex(r.unless, *set, ok);
+    }
+    // Any pattern the set cannot take (or a failed compile) falls back to one search per condition.
+    if (!ok || set->size == 0 || !set->set.Compile()) {
+        for (auto& r : rules.rules) {
+            clear_regex_index(r.when);
+            clear_regex_index(r.unless);
+        }
+        rules.regex_set.reset();
+        return;
+    }
+    rules.regex_set = std::move(set);
+    // Message rules that need a regex leave the every-event list: the set's one pass decides
+    // whether they are candidates at all.
+    auto& every = rules.unanchored[static_cast<std::size_t>(Trigger::message)];
+    rules.regex_rules.assign(static_cast<std::size_t>(rules.regex_set->size), {});
+    std::erase_if(every, [&rules](std::uint32_t idx) {
+        const auto& r = rules.rules[idx];
+        const int a = r.has_when ? regex_anchor(r.when) : -1;
+        if (a < 0) return false;
+        rules.regex_rules[static_cast<std::size_t>(a)].push_back(idx);
+        return true;
+    });
+}
+
 const DrawSpec* RuleSet::find_draw(std::string_view id) const
 {
     for (const auto& d : draws) if (d.id == id) return &d;
@@ -118,6 +193,8 @@ bool contains(const std::vector<std::string>& v, std::string_view x)
 
 // Per-thread scratch so a message evaluation allocates nothing in the steady state.
 struct Scratch {
+    std::vector<int> regex_hits;      // indices of regex_set patterns that matched this text
+    bool regex_set_ready = false;
     std::vector<std::uint32_t> stamp; // keyword set → generation it last matched in
     std::uint32_t generation = 0;
     std::vector<std::uint32_t> matched_sets;
@@ -142,6 +219,18 @@ struct Context {
     bool explain;
 
     [[nodiscard]] bool set_matched(std::uint32_t set) const { return s.stamp[set] == s.generation; }
+
+    // Whether regex condition `index` matches: the whole set is run once per text.
+    bool regex_hit(int index)
+    {
+        if (!s.regex_set_ready) {
+            s.regex_hits.clear();
+            rules.regex_set->set.Match(regex_text(), &s.regex_hits);
+            std::sort(s.regex_hits.begin(), s.regex_hits.end());
+            s.regex_set_ready = true;
+        }
+        return std::binary_search(s.regex_hits.begin(), s.regex_hits.end(), index);
+    }
 
     const std::string& regex_text()
     {
@@ -183,7 +272,9 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
     switch (c.op) {
     case Condition::Op::contains:
     case Condition::Op::exact: r = ctx.set_matched(c.keyword_set); break;
-    case Condition::Op::regex: r = RE2::PartialMatch(ctx.regex_text(), *c.regex); break;
+    case Condition::Op::regex:
+        r = c.regex_index >= 0 && ctx.rules.regex_set ? ctx.regex_hit(c.regex_index) : RE2::PartialMatch(ctx.regex_text(), *c.regex);
+        break;
     case Condition::Op::links:
         for (const auto& d : find_domains(ctx.event.text)) {
             if (!domain_allowed(d, c.values)) {
@@ -458,6 +549,7 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
     s.matched_sets.clear();
     s.matched_patterns.clear();
     s.regex_ready = false;
+    s.regex_set_ready = false;
     Context ctx{rules, event, state, s, options.explain};
 
     const auto ti = static_cast<std::size_t>(trigger);
@@ -486,11 +578,23 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
         }
     } else {
         s.candidates = rules.unanchored[ti];
+        bool added = false;
         if (!s.matched_sets.empty()) {
             for (auto set : s.matched_sets) {
                 const auto& rs = rules.set_rules[set];
                 s.candidates.insert(s.candidates.end(), rs.begin(), rs.end());
             }
+            added = true;
+        }
+        if (trigger == Trigger::message && !rules.regex_rules.empty()) {
+            ctx.regex_hit(0); // runs the set once
+            for (const int hit : s.regex_hits) {
+                const auto& rs = rules.regex_rules[static_cast<std::size_t>(hit)];
+                s.candidates.insert(s.candidates.end(), rs.begin(), rs.end());
+                added = added || !rs.empty();
+            }
+        }
+        if (added) {
             std::sort(s.candidates.begin(), s.candidates.end());
             s.candidates.erase(std::unique(s.candidates.begin(), s.candidates.end()), s.candidates.end());
         }
@@ -515,26 +619,34 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
             d.trace.push_back(std::move(trace));
         };
         if (trigger != Trigger::contact_added && !in_scope(rules, rule.all_groups, rule.selections, state.group)) {
-            record(Trace::Outcome::out_of_scope, "group \"" + state.group.name + "\" is not in `in:`");
+            // Details are built only when they are kept: this path runs for every rule and message.
+            if (options.explain) record(Trace::Outcome::out_of_scope, "group \"" + state.group.name + "\" is not in `in:`");
             continue;
         }
         std::vector<std::string> passing;
         std::string why_not;
         Trace::Outcome fail = Trace::Outcome::condition_false;
+        bool reason_taken = false;
         for (const auto& m : subjects) {
             std::string why;
+            // The first subject that fails gives the reason.
             if (rule.has_when && !holds(rule.when, ctx, m, options.explain ? &why : nullptr)) {
-                if (why_not.empty()) why_not = "when: " + why;
+                if (!reason_taken && options.explain) why_not = "when: " + why;
+                reason_taken = true;
                 continue;
             }
             if (rule.has_unless && holds(rule.unless, ctx, m, nullptr)) {
-                if (why_not.empty()) { why_not = "unless: " + rule.unless.text + " was true"; fail = Trace::Outcome::unless_true; }
+                if (!reason_taken) {
+                    fail = Trace::Outcome::unless_true;
+                    if (options.explain) why_not = "unless: " + rule.unless.text + " was true";
+                }
+                reason_taken = true;
                 continue;
             }
             passing.push_back(m);
         }
         if (passing.empty()) {
-            record(fail, why_not);
+            if (options.explain) record(fail, why_not);
             continue;
         }
         if (rule.group_cooldown_ms) {

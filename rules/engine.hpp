@@ -114,6 +114,9 @@ struct EvaluateOptions {
 /// keyed by tenant, rule, slot and group, so a slot is performed at most once per group.
 [[nodiscard]] Decision plan_scheduled(const Rule& rule, const State& state, const std::string& slot_key, const std::string& tenant,
                                       const std::string& platform, const std::string& app);
+/// Builds `rules.regex_set` from its regex conditions (the loader calls it).
+void build_regex_set(RuleSet& rules);
+
 /// A member who may be entering a draw by this event, and how ("keyword" or "join").
 struct DrawEntry {
     std::string draw_id;

@@ -1,6 +1,7 @@
 #include "rules/loader.hpp"
 
 #include "bot/core/suggest.hpp"
+#include "rules/engine.hpp"
 #include "rules/text.hpp"
 
 #include <nlohmann/json.hpp>
@@ -203,6 +204,7 @@ public:
         });
         if (result_.error_count() == 0) {
             finish();
+            build_regex_set(set_);
             result_.rules = std::make_shared<const RuleSet>(std::move(set_));
         }
         return std::move(result_);

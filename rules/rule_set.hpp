@@ -17,6 +17,10 @@
 namespace re2 {
 class RE2;
 }
+namespace qunbot::rules {
+/// Every regex condition of a rule set in one RE2::Set: one pass decides all of them.
+struct RegexSet;
+}
 
 namespace qunbot::rules {
 
@@ -58,6 +62,7 @@ struct Condition {
     std::vector<Condition> children;
     std::uint32_t keyword_set = 0;
     std::shared_ptr<const re2::RE2> regex;
+    int regex_index = -1;          ///< its pattern's index in RuleSet::regex_set (-1: none)
     std::vector<std::string> values;
     std::vector<int> ints;
     int at_least = 0;
@@ -124,6 +129,10 @@ struct RuleSet {
     /// (rule id, text) of every `wecom_template` rule, to be kept in sync on WeCom.
     std::vector<std::pair<std::string, std::string>> welcome_templates;
     std::vector<DrawSpec> draws;     ///< `draws:` in file order
+    std::shared_ptr<const RegexSet> regex_set; ///< null when no rule uses `regex`
+    /// Message rules whose `when` needs a regex: pattern index in `regex_set` → rules (they are
+    /// candidates only when the set matched that pattern, like keyword-anchored rules).
+    std::vector<std::vector<std::uint32_t>> regex_rules;
 
     [[nodiscard]] const Rule* find(std::string_view id) const;
     [[nodiscard]] const DrawSpec* find_draw(std::string_view id) const;
