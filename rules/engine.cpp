@@ -283,6 +283,7 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
             }
         }
         break;
+    case Condition::Op::blacklisted: r = (member && member->blacklisted) == (c.at_least == 1); break;
     case Condition::Op::contact_bait: {
         const auto b = find_contact_bait(ctx.event.text);
         r = (b.wechat && contains(c.values, "wechat")) || (b.phone && contains(c.values, "phone")) || (b.qq && contains(c.values, "qq"));

@@ -21,6 +21,7 @@ struct MemberInfo {
     std::string name;               ///< display name if known, else empty (renders as the id)
     std::vector<std::string> tags;
     std::uint64_t active_days = 0;  ///< bit i: active i days ago (bit 0 = today, local time)
+    bool blacklisted = false;       ///< on the deployment's shared blacklist (every group)
 };
 
 struct GroupInfo {

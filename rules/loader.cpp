@@ -763,7 +763,7 @@ private:
             return false;
         }
         check_keys(src, n, {"all", "any", "not", "contains", "exact", "regex", "sender", "has_tag", "scene", "state",
-                            "message_type", "active_days", "links", "contact_bait"},
+                            "message_type", "active_days", "links", "contact_bait", "blacklisted"},
                    "a condition");
         if (n.size() > 1) {
             out.op = Condition::Op::all;
@@ -962,6 +962,15 @@ private:
                     out.values.push_back(std::move(d));
                 }
             }
+            return true;
+        }
+        if (k == "blacklisted") {
+            // The shared blacklist (`qunbot blacklist add`): one list for every group.
+            if (!needs(src, key, w, rule, k, {Trigger::message, Trigger::member_joined, Trigger::member_left})) return false;
+            auto b = boolean(src, value, vw, "`blacklisted`");
+            if (!b) return false;
+            out.op = Condition::Op::blacklisted;
+            out.at_least = *b ? 1 : 0;
             return true;
         }
         if (k == "contact_bait") {

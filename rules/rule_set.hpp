@@ -57,6 +57,7 @@ struct Condition {
         active_days,  ///< member active on at least `at_least` of the last `days` days
         links,        ///< the text links to or spells a domain not in `values` (the allow-list)
         contact_bait, ///< the text offers a contact of a kind in `values` (wechat, phone, qq)
+        blacklisted,  ///< the member is (at_least 1) or is not (0) on the shared blacklist
     };
     Op op = Op::all;
     std::vector<Condition> children;

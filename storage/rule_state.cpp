@@ -58,6 +58,13 @@ void StateReader::fill_member(rules::State& state, const std::string& tenant, co
         if (st.executeStep()) m.name = st.getColumn(0).getString();
     }
     m.tags = tags_of(prepared("SELECT tag FROM member_tags WHERE tenant = ? AND member_id = ? ORDER BY tag"), tenant, id);
+    {
+        auto& st = prepared("SELECT 1 FROM blacklist WHERE tenant = ? AND member_id = ?");
+        const Rewind rewind_st{st};
+        st.bind(1, tenant);
+        st.bind(2, id);
+        m.blacklisted = st.executeStep();
+    }
     if (activity && !group_id.empty()) {
         // Days are local calendar days; bit 0 is today.
         const std::int64_t today = (state.now_ms / 1000 + state.utc_offset_s) / 86400;

@@ -1,12 +1,16 @@
 // Ad detectors: each with the evasions people use and the innocent look-alikes of a shopping
 // group; the `links` and `contact_bait` conditions in rule files; and the default ad rules'
 // accuracy on the labelled sets in tests/data (ads_labelled.tsv tuned on, ads_heldout.tsv
-// written after the tuning and never tuned on).
+// written after the tuning and never tuned on); the shared blacklist as a condition.
 #include "bot/moderation_eval.hpp"
 #include "rules/detect.hpp"
 #include "rules/loader.hpp"
+#include "storage/database.hpp"
+#include "storage/draw_state.hpp"
+#include "storage/rule_state.hpp"
 #include "support/support.hpp"
 
+#include <SQLiteCpp/Database.h>
 #include <catch2/catch.hpp>
 
 using namespace qunbot;
@@ -116,4 +120,49 @@ TEST_CASE("the default ad rules reach precision >= 0.99 and recall >= 0.90 on th
     const auto big = bot::evaluate_labelled(*loaded.rules, test::read_file(std::string(QUNBOT_SOURCE_DIR) + "/tests/data/ads_labelled.tsv"), {"ads-*"});
     CHECK(big.true_positives + big.false_negatives >= 190);
     CHECK(big.true_negatives + big.false_positives >= 220);
+}
+
+TEST_CASE("the shared blacklist as a condition: a blacklisted member is handled in every group", "[detect][blacklist]")
+{
+    const auto r = rules::load_rule_sources({{"bl.yaml", R"(version: 1
+rules:
+  - id: blacklisted-joins
+    on: member_joined
+    when: { blacklisted: true }
+    do: [ { assign_tag: 黑名单入群 } ]
+  - id: blacklisted-speaks
+    on: message
+    when: { blacklisted: true }
+    do: [ { reply: "{{ member.mention }} 已被列入黑名单" } ]
+)"}});
+    REQUIRE(r.ok());
+    test::TempDir dir;
+    {
+        auto db = storage::open_for_writing(dir.file("q.db"), storage::Durability::full);
+        storage::blacklist_add(*db, "ww", "wmSPAMMER00000000000000000000001", "广告", 0);
+    }
+    storage::StateReader reader(dir.file("q.db"));
+    for (const char* group : {"wrSTORE1", "wrSTORE2"}) {
+        core::Event join;
+        join.kind = core::EventKind::member_joined;
+        join.tenant = "ww";
+        join.group_id = group;
+        join.members = {"wmSPAMMER00000000000000000000001", "wmHONEST000000000000000000000001"};
+        join.dedup_key = std::string("j") + group;
+        const auto state = reader.load(join, *r.rules, 1'790'000'000'000, 8 * 3600);
+        const auto d = rules::evaluate(*r.rules, join, state);
+        REQUIRE(d.actions.size() == 1);
+        CHECK(d.actions[0].target == "wmSPAMMER00000000000000000000001");
+        CHECK(d.actions[0].group_id == group);
+        core::Event msg;
+        msg.kind = core::EventKind::message;
+        msg.tenant = "ww";
+        msg.group_id = group;
+        msg.actor = "wmSPAMMER00000000000000000000001";
+        msg.text = "大家好";
+        msg.dedup_key = std::string("m") + group;
+        CHECK(rules::evaluate(*r.rules, msg, reader.load(msg, *r.rules, 1'790'000'000'000, 8 * 3600)).actions.size() == 1);
+        msg.actor = "wmHONEST000000000000000000000001";
+        CHECK(rules::evaluate(*r.rules, msg, reader.load(msg, *r.rules, 1'790'000'000'000, 8 * 3600)).actions.empty());
+    }
 }
