@@ -5,8 +5,8 @@
 # as fast as it answers, then at a fixed 5,000/s, and prints throughput, latency and the journal
 # check. Client and server share this machine's cores.
 # `scripts/bench.sh micro`: in-process micro-benchmarks of each intake step (bench/hot_paths.cpp).
-# `scripts/bench.sh rules`: the rule engine on 1,000 rules / 10,000 keywords, pinned to one core
-# (bench/rules_engine.cpp).
+# `scripts/bench.sh rules`: the rule engine on 1,000 rules / 10,000 keywords, and the moderation
+# rule set (plus 50 regexes and the ad detectors), pinned to one core (bench/rules_engine.cpp).
 # `scripts/bench.sh delivery [N]`: an in-process bot drains N outbox actions into the fake WeCom
 # server over TLS on loopback (bench/delivery_drain.cpp).
 # `scripts/bench.sh schedule [N]`: plans one schedule slot over N groups (default 100,000) and
@@ -33,7 +33,7 @@ if [ "$what" = delivery ]; then
 fi
 if [ "$what" = rules ]; then
   cmake --build build --target qunbot_bench
-  exec taskset -c 0 ./build/bench/qunbot_bench --benchmark_filter=rules_
+  exec taskset -c 0 ./build/bench/qunbot_bench --benchmark_filter='rules_|moderation_'
 fi
 cmake --build build --target qunbot qunbot_intake_load
 
