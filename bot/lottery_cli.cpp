@@ -133,7 +133,8 @@ int run_blacklist(const LotteryArgs& args)
     }
     return write_tx(c->database, [&](SQLite::Database& db, bool&) {
         if (args.verb == "blacklist-add") {
-            const bool added = storage::blacklist_add(db, tenant, args.member, args.reason.empty() ? "staff" : args.reason, now);
+            const bool added = storage::blacklist_add(db, tenant, args.member, args.reason.empty() ? "staff" : args.reason, now,
+                                                      args.by.empty() ? "staff" : args.by);
             std::cout << (added ? "blacklisted: " : "already blacklisted: ") << args.member << "\n";
         } else {
             const bool removed = storage::blacklist_remove(db, tenant, args.member);
@@ -193,6 +194,7 @@ void add_lottery_commands(CLI::App& cli, LotteryArgs& a)
     auto* add = verb(bl->add_subcommand("add", "Blacklist a member"), "blacklist-add");
     add->add_option("member", a.member, "Member id")->required();
     add->add_option("--reason", a.reason, "Why");
+    add->add_option("--by", a.by, "Who adds them (kept with the entry)");
     verb(bl->add_subcommand("remove", "Take a member off the blacklist"), "blacklist-remove")->add_option("member", a.member, "Member id")->required();
     verb(bl->add_subcommand("list", "The blacklist"), "blacklist-list");
 }

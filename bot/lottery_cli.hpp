@@ -25,6 +25,7 @@ struct LotteryArgs {
     std::string member;
     std::string group;
     std::string reason;
+    std::string by;
     std::string run_id;
     std::string status;
     std::string payout_verb;

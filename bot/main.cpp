@@ -16,12 +16,14 @@
 #include "storage/activity.hpp"
 #include "storage/archive_state.hpp"
 #include "storage/database.hpp"
+#include "storage/draw_state.hpp"
 #include "storage/outbox.hpp"
 #include "storage/rule_state.hpp"
 #include "storage/schedule_state.hpp"
 
 #include <CLI/CLI.hpp>
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Transaction.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -473,6 +475,34 @@ int run_moderation_eval(const std::string& file, const std::string& rules_dir, s
     return r.problems.empty() ? 0 : 1;
 }
 
+// `qunbot moderation log|undo`.
+int run_moderation(const std::string& verb, const std::string& config_path, std::string database, const std::string& member,
+                   std::size_t limit, std::int64_t id, const std::string& by, const std::string& reason)
+{
+    auto config = bot::load_config(config_path);
+    if (!config) return fail(config.error().message);
+    if (database.empty()) database = config->database;
+    if (!std::filesystem::exists(database)) return fail("no database at " + database);
+    if (verb == "log") {
+        auto db = storage::open_for_reading(database);
+        for (const auto& r : storage::moderation_log(*db, member, limit)) {
+            std::cout << r.id << "  " << local_time(r.at_ms) << "  " << r.member << "  group " << r.group_id << "  rule " << r.rule_id
+                      << "  offence " << r.offence << "  " << r.steps << (r.dry_run ? " (dry run: nothing done)" : "") << "\n    \"" << r.excerpt
+                      << "\"  matched " << r.hits << "\n";
+            if (r.undone_ms) std::cout << "    undone " << local_time(r.undone_ms) << " by " << r.undone_by << ": " << r.undo_reason << "\n";
+        }
+        return 0;
+    }
+    auto db = storage::open_for_writing(database, storage::Durability::full);
+    SQLite::Transaction tx(*db);
+    const auto undone = storage::undo_moderation(*db, id, by, reason, bot::wall_now_ms());
+    if (!undone) return fail("no moderation entry " + std::to_string(id) + " that is not already undone");
+    tx.commit();
+    std::cout << "undone: entry " << id << " (" << undone->member << ", " << undone->steps << ")"
+              << (undone->steps.find("blacklist") != std::string::npos ? "; taken off the blacklist" : "") << "\n";
+    return 0;
+}
+
 struct ScheduleArgs {
     std::string config;
     std::string rules;
@@ -767,6 +797,9 @@ int main(int argc, char** argv)
     bot::LotteryArgs lottery_args;
     bot::add_lottery_commands(cli, lottery_args);
 
+    std::string mod_config, mod_db, mod_member, mod_by, mod_reason, mod_verb;
+    std::int64_t mod_id = 0;
+    std::size_t mod_limit = 50;
     std::string eval_file;
     std::string eval_rules = "config/rules";
     std::vector<std::string> eval_globs;
@@ -776,6 +809,19 @@ int main(int argc, char** argv)
     eval_cmd->add_option("file", eval_file, "Labelled messages, one per line: ad|ok, a tab, the text")->required();
     eval_cmd->add_option("--rules", eval_rules, "Rule directory");
     eval_cmd->add_option("--rule", eval_globs, "Rules that flag an ad (globs; default ads-*)");
+    auto* mlog = moderation_cmd->add_subcommand("log", "The moderation audit log, newest first");
+    mlog->add_option("--member", mod_member, "Only this member");
+    mlog->add_option("--limit", mod_limit, "At most this many");
+    mlog->add_option("--config", mod_config, "Configuration (database)");
+    mlog->add_option("--db", mod_db, "SQLite database path");
+    mlog->callback([&] { mod_verb = "log"; });
+    auto* mundo = moderation_cmd->add_subcommand("undo", "Lift a decision: its offence no longer counts, its blacklisting is removed");
+    mundo->add_option("id", mod_id, "Log entry id")->required();
+    mundo->add_option("--by", mod_by, "Who lifts it")->required();
+    mundo->add_option("--reason", mod_reason, "Why");
+    mundo->add_option("--config", mod_config, "Configuration (database)");
+    mundo->add_option("--db", mod_db, "SQLite database path");
+    mundo->callback([&] { mod_verb = "undo"; });
 
     ArchiveArgs archive_args;
     std::string archive_verb;
@@ -808,6 +854,7 @@ int main(int argc, char** argv)
         if (*schedule_cmd) return run_schedule(schedule_verb, schedule_args);
         if (*archive_cmd) return run_archive(archive_verb, archive_args);
         if (*eval_cmd) return run_moderation_eval(eval_file, eval_rules, eval_globs);
+        if (!mod_verb.empty()) return run_moderation(mod_verb, mod_config, mod_db, mod_member, mod_limit, mod_id, mod_by, mod_reason);
         bool handled = false;
         const int rc = bot::run_lottery_commands(lottery_args, handled);
         if (handled) return rc;

@@ -25,6 +25,17 @@ std::string_view to_string(Trigger t) noexcept
     return "?";
 }
 
+std::string_view to_string(Moderation::Step st) noexcept
+{
+    switch (st) {
+    case Moderation::Step::warn: return "warn";
+    case Moderation::Step::recall: return "recall";
+    case Moderation::Step::remove: return "remove";
+    case Moderation::Step::blacklist: return "blacklist";
+    }
+    return "?";
+}
+
 std::string_view to_string(ActionSpec::Kind k) noexcept
 {
     switch (k) {
@@ -524,6 +535,93 @@ void emit(const Rule& rule, const RenderInput& in, const std::string& key_base,
 
 std::string format_time_at(std::int64_t ms, int utc_offset_s, const std::string& fmt) { return format_time(ms, utc_offset_s, fmt); }
 
+namespace {
+
+// The start of a message for the audit log, cut on a character boundary.
+std::string excerpt_of(std::string_view text, std::size_t max_bytes = 120)
+{
+    if (text.size() <= max_bytes) return std::string(text);
+    std::size_t n = max_bytes;
+    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+    return std::string(text.substr(0, n)) + "…";
+}
+
+// A moderated rule fired for `members`: each one's offence number within the decay window
+// picks the rung of the ladder; its steps become actions (unless dry_run) and an audit entry.
+void moderate(const Rule& rule, const RenderInput& in, const std::vector<std::string>& members, const std::string& key_base,
+              std::int64_t cause, Decision& d)
+{
+    const auto& m = rule.moderation;
+    const auto& event = *in.event;
+    for (const auto& member : members) {
+        const auto* info = in.state.member(member);
+        int prior = 0;
+        if (info) {
+            for (const auto at : info->strikes_ms) prior += at > in.state.now_ms - m.decay_ms ? 1 : 0;
+        }
+        ModerationEntry e;
+        e.rule_id = rule.id;
+        e.group_id = in.state.group.id;
+        e.member = member;
+        e.message_id = event.message_id;
+        e.excerpt = excerpt_of(event.text);
+        e.hits = rule.when.text;
+        e.offence = prior + 1;
+        e.dry_run = m.dry_run;
+        const auto& rung = m.ladder[static_cast<std::size_t>(std::min<int>(e.offence, static_cast<int>(m.ladder.size()))) - 1];
+        for (const auto st : rung) e.steps += (e.steps.empty() ? "" : "+") + std::string(to_string(st));
+        if (!m.dry_run) {
+            const auto base = key_base + "/moderate/" + member + "/";
+            auto action = [&](core::ActionKind kind, const std::string& suffix) {
+                core::Action a;
+                a.kind = kind;
+                a.rule_id = rule.id;
+                a.tenant = event.tenant;
+                a.platform = event.platform;
+                a.app = event.app;
+                a.group_id = in.state.group.id;
+                a.target = member;
+                a.cause_event_id = cause;
+                a.idempotency_key = base + suffix;
+                return a;
+            };
+            for (const auto st : rung) {
+                switch (st) {
+                case Moderation::Step::warn: {
+                    auto a = action(core::ActionKind::post, "warn");
+                    RenderInput one{in.state, in.event, rule, member, {}};
+                    a.text = m.warn.empty() ? "@" + (info && !info->name.empty() ? info->name : member) + " 请勿发送广告，多次违规将被移出群聊"
+                                            : render(m.warn, one, &a.mentions);
+                    if (m.warn.empty()) a.mentions.push_back(member);
+                    d.actions.push_back(std::move(a));
+                    break;
+                }
+                case Moderation::Step::recall:
+                    if (!event.message_id.empty()) {
+                        auto a = action(core::ActionKind::recall, "recall");
+                        a.target = event.message_id;
+                        a.text = "from " + member + ": " + e.excerpt;
+                        d.actions.push_back(std::move(a));
+                    }
+                    break;
+                case Moderation::Step::remove: {
+                    auto a = action(core::ActionKind::remove_member, "remove");
+                    a.text = "rule " + rule.id + ", offence " + std::to_string(e.offence) + ": " + e.excerpt;
+                    d.actions.push_back(std::move(a));
+                    break;
+                }
+                case Moderation::Step::blacklist:
+                    d.blacklist_adds.emplace_back(member, "rule " + rule.id + ", offence " + std::to_string(e.offence));
+                    break;
+                }
+            }
+        }
+        d.moderation.push_back(std::move(e));
+    }
+}
+
+} // namespace
+
 Decision evaluate(const RuleSet& rules, const core::Event& event, const State& state, const EvaluateOptions& options)
 {
     Decision d;
@@ -700,6 +798,7 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
             trace.outcome = Trace::Outcome::fired;
             emit(rule, in, event.tenant + "/" + event.dedup_key + "/" + rule.id, event.tenant, event.platform,
                  event.app, options.cause_event_id, d, trace);
+            if (rule.moderated) moderate(rule, in, passing, event.tenant + "/" + event.dedup_key + "/" + rule.id, options.cause_event_id, d);
             if (rule.group_cooldown_ms) d.cooldowns.emplace_back(group_cooldown_key(rule.id, state.group.id), state.now_ms + rule.group_cooldown_ms);
             if (rule.member_cooldown_ms) {
                 for (const auto& m : passing) {

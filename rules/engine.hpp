@@ -22,6 +22,7 @@ struct MemberInfo {
     std::vector<std::string> tags;
     std::uint64_t active_days = 0;  ///< bit i: active i days ago (bit 0 = today, local time)
     bool blacklisted = false;       ///< on the deployment's shared blacklist (every group)
+    std::vector<std::int64_t> strikes_ms{}; ///< moderation offences that count (not undone, not dry runs), newest first
 };
 
 struct GroupInfo {
@@ -75,6 +76,19 @@ struct TagChange {
     std::string reason;
 };
 
+/// One moderation decision, for the audit log (`qunbot moderation log`).
+struct ModerationEntry {
+    std::string rule_id;
+    std::string group_id;
+    std::string member;
+    std::string message_id;
+    std::string excerpt;   ///< the start of the message
+    std::string hits;      ///< what matched (the rule's condition)
+    int offence = 0;       ///< 1 for a first offence within the decay window
+    std::string steps;     ///< "warn", "recall+warn", ...
+    bool dry_run = false;
+};
+
 /// How one rule fared, for `rules explain` and logs.
 struct Trace {
     std::string rule_id;
@@ -91,6 +105,8 @@ struct Decision {
     std::vector<Batch> batch_erases;           ///< (rule_id, group_id) done or emptied
     std::vector<std::pair<std::string, std::int64_t>> cooldowns; ///< key → until
     std::vector<TagChange> tags;
+    std::vector<ModerationEntry> moderation;
+    std::vector<std::pair<std::string, std::string>> blacklist_adds; ///< (member, reason)
     std::vector<Trace> trace;
     bool stopped = false;                      ///< a `stop: true` rule ended the pipeline
 };

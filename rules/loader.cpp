@@ -476,7 +476,7 @@ private:
         }
         const std::size_t errors_before = result_.error_count();
         check_keys(src, node, {"id", "description", "on", "in", "when", "unless", "do", "stop", "batch", "cooldown", "enabled", "wecom_template",
-                           "schedule"},
+                           "schedule", "moderate"},
                    "a rule");
         Rule rule;
         rule.file = src.name;
@@ -567,8 +567,9 @@ private:
             if (auto unless = node["unless"]; unless.IsDefined() && rule.trigger != Trigger::schedule) {
                 rule.has_unless = compile_condition(src, unless, w, rule, rule.unless);
             }
+            if (auto m = node["moderate"]; m.IsDefined()) compile_moderation(src, m, w, rule);
             if (auto d = node["do"]; !d.IsDefined()) {
-                error(w, "rule without `do`: list what it does, e.g. do: [ {post: \"...\"} ]");
+                if (!rule.moderated) error(w, "rule without `do`: list what it does, e.g. do: [ {post: \"...\"} ]");
             } else {
                 compile_actions(src, d, w, rule);
             }
@@ -582,6 +583,71 @@ private:
         set_.rule_by_id.emplace(rule.id, static_cast<std::uint32_t>(set_.rules.size()));
         set_.any_activity = set_.any_activity || rule.uses_activity;
         set_.rules.push_back(std::move(rule));
+    }
+
+    // `moderate: { ladder: [warn, [recall, warn], remove, blacklist], decay: 7d, dry_run: false,
+    // warn: "..." }`: a strike ladder for message (and join) rules.
+    void compile_moderation(const Source& src, const YAML::Node& m, const Where& w, Rule& rule)
+    {
+        const auto mw = at(src, m, w);
+        rule.moderated = true; // even when rejected below: no second error about a missing `do`
+        if (rule.trigger != Trigger::message && rule.trigger != Trigger::member_joined) {
+            error(mw, "`moderate` applies to `on: message` and `on: member_joined` rules");
+            return;
+        }
+        if (!m.IsMap()) {
+            error(mw, "`moderate` is { ladder: [warn, [recall, warn], remove, blacklist], decay: 7d, dry_run: false, warn: \"...\" }");
+            return;
+        }
+        check_keys(src, m, {"ladder", "decay", "dry_run", "warn"}, "`moderate`");
+        auto& mod = rule.moderation;
+        auto step = [&](const YAML::Node& n, std::vector<Moderation::Step>& rung) {
+            const auto sw = at(src, n, mw);
+            if (!n.IsScalar()) {
+                error(sw, "a ladder step is warn, recall, remove or blacklist");
+                return;
+            }
+            const auto& v = n.Scalar();
+            if (v == "warn") rung.push_back(Moderation::Step::warn);
+            else if (v == "recall") {
+                if (rule.trigger != Trigger::message) error(sw, "`recall` needs a message: it does not apply to `on: member_joined`");
+                rung.push_back(Moderation::Step::recall);
+            } else if (v == "remove") rung.push_back(Moderation::Step::remove);
+            else if (v == "blacklist") rung.push_back(Moderation::Step::blacklist);
+            else {
+                std::string msg = "unknown ladder step \"" + v + "\"";
+                if (auto best = core::closest(v, {"warn", "recall", "remove", "blacklist"}); !best.empty()) msg += "; did you mean \"" + best + "\"?";
+                error(sw, std::move(msg));
+            }
+        };
+        if (auto l = m["ladder"]; !l.IsDefined() || !l.IsSequence() || l.size() == 0) {
+            error(at(src, l, mw), "`moderate` needs a `ladder`: one rung per offence, e.g. [warn, [recall, warn], remove, blacklist]");
+        } else {
+            for (const auto& rungs : l) {
+                std::vector<Moderation::Step> rung;
+                if (rungs.IsSequence()) {
+                    for (const auto& s : rungs) step(s, rung);
+                } else {
+                    step(rungs, rung);
+                }
+                mod.ladder.push_back(std::move(rung));
+            }
+        }
+        if (auto dc = m["decay"]; dc.IsDefined()) {
+            if (auto v = scalar(src, dc, mw, "`decay`")) {
+                if (!parse_duration(*v, mod.decay_ms) || mod.decay_ms < 60'000 || mod.decay_ms > 366 * 86'400'000LL) {
+                    error(at(src, dc, mw), "`decay`: \"" + *v + "\" is not a duration from 1m to 366d, e.g. 7d");
+                }
+            }
+        }
+        if (auto dr = m["dry_run"]; dr.IsDefined()) {
+            if (auto b = boolean(src, dr, mw, "`dry_run`")) mod.dry_run = *b;
+        }
+        if (auto wn = m["warn"]; wn.IsDefined()) {
+            if (!wn.IsScalar()) error(at(src, wn, mw), "`warn` must be a string");
+            else mod.warn = compile_template(src, wn, mw, rule.trigger);
+        }
+        rule.moderated = true;
     }
 
     // `in: all`, `in: name` or `in: [a, b]` against the `groups:` selections.

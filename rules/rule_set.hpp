@@ -82,6 +82,16 @@ struct ActionSpec {
 };
 [[nodiscard]] std::string_view to_string(ActionSpec::Kind k) noexcept;
 
+/// `moderate:` of a rule: what each offence within the decay window leads to (a strike ladder).
+struct Moderation {
+    enum class Step : std::uint8_t { warn, recall, remove, blacklist };
+    std::vector<std::vector<Step>> ladder; ///< offence n (1-based) → its steps; the last rung repeats
+    std::int64_t decay_ms = 7 * 86'400'000; ///< offences older than this no longer count
+    bool dry_run = false;                  ///< decide and log, do nothing, count nothing
+    Template warn;                         ///< the warning posted by `warn` (a default when empty)
+};
+[[nodiscard]] std::string_view to_string(Moderation::Step s) noexcept;
+
 struct Rule {
     std::string id;
     std::string file;
@@ -106,6 +116,8 @@ struct Rule {
     std::string template_text;
     /// `on: schedule`: when it fires (and the missed-slot policy); its groups come from `in`.
     ScheduleSpec schedule;
+    bool moderated = false;  ///< has `moderate:`
+    Moderation moderation;
 };
 
 /// The compiled, immutable rule set.

@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 6> migrations{
+constexpr std::array<std::string_view, 7> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -360,6 +360,31 @@ CREATE TABLE archive_state (
     last_error      TEXT    NOT NULL DEFAULT '',
     error_ms        INTEGER NOT NULL DEFAULT 0
 );
+)sql",
+    // 7: moderation. Every decision of a `moderate:` rule is kept (who, where, what, which rung),
+    // dry runs included; an undone entry no longer counts as an offence. The blacklist says who
+    // put a member on it.
+    R"sql(
+CREATE TABLE moderation_log (
+    id          INTEGER PRIMARY KEY,
+    at_ms       INTEGER NOT NULL,
+    tenant      TEXT    NOT NULL,
+    group_id    TEXT    NOT NULL,
+    member_id   TEXT    NOT NULL,
+    message_id  TEXT    NOT NULL,
+    excerpt     TEXT    NOT NULL,
+    rule_id     TEXT    NOT NULL,
+    hits        TEXT    NOT NULL,
+    offence     INTEGER NOT NULL,
+    steps       TEXT    NOT NULL,
+    dry_run     INTEGER NOT NULL,
+    event_id    INTEGER NOT NULL DEFAULT 0,
+    undone_ms   INTEGER,
+    undone_by   TEXT    NOT NULL DEFAULT '',
+    undo_reason TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX moderation_by_member ON moderation_log (tenant, member_id, at_ms);
+ALTER TABLE blacklist ADD COLUMN added_by TEXT NOT NULL DEFAULT '';
 )sql",
 };
 

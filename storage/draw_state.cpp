@@ -675,10 +675,11 @@ std::string payouts_csv(SQLite::Database& db, std::int64_t round_id)
 
 // ---- blacklist ------------------------------------------------------------------------------
 
-bool blacklist_add(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& reason, std::int64_t now_ms)
+bool blacklist_add(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& reason, std::int64_t now_ms,
+                   const std::string& by)
 {
-    SQLite::Statement st(db, "INSERT INTO blacklist (tenant, member_id, reason, since_ms) VALUES (?,?,?,?) ON CONFLICT DO NOTHING");
-    SQLite::bind(st, tenant, member, reason, now_ms);
+    SQLite::Statement st(db, "INSERT INTO blacklist (tenant, member_id, reason, since_ms, added_by) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING");
+    SQLite::bind(st, tenant, member, reason, now_ms, by);
     return st.exec() > 0;
 }
 
@@ -699,10 +700,70 @@ bool is_blacklisted(SQLite::Database& db, const std::string& tenant, const std::
 std::vector<std::pair<std::string, std::string>> blacklist_list(SQLite::Database& db, const std::string& tenant)
 {
     std::vector<std::pair<std::string, std::string>> out;
-    SQLite::Statement st(db, "SELECT member_id, reason FROM blacklist WHERE tenant = ? ORDER BY since_ms");
+    SQLite::Statement st(db, "SELECT member_id, reason || ' (by ' || added_by || ')' FROM blacklist WHERE tenant = ? ORDER BY since_ms");
     st.bind(1, tenant);
     while (st.executeStep()) out.emplace_back(st.getColumn(0).getString(), st.getColumn(1).getString());
     return out;
+}
+
+// ---- moderation audit log -------------------------------------------------------------------
+
+namespace {
+
+std::vector<ModerationRow> moderation_rows(SQLite::Statement& st)
+{
+    std::vector<ModerationRow> out;
+    while (st.executeStep()) {
+        ModerationRow r;
+        r.id = st.getColumn(0).getInt64();
+        r.at_ms = st.getColumn(1).getInt64();
+        r.tenant = st.getColumn(2).getString();
+        r.group_id = st.getColumn(3).getString();
+        r.member = st.getColumn(4).getString();
+        r.message_id = st.getColumn(5).getString();
+        r.excerpt = st.getColumn(6).getString();
+        r.rule_id = st.getColumn(7).getString();
+        r.hits = st.getColumn(8).getString();
+        r.offence = st.getColumn(9).getInt();
+        r.steps = st.getColumn(10).getString();
+        r.dry_run = st.getColumn(11).getInt() != 0;
+        r.undone_ms = st.getColumn(12).isNull() ? 0 : st.getColumn(12).getInt64();
+        r.undone_by = st.getColumn(13).getString();
+        r.undo_reason = st.getColumn(14).getString();
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+constexpr const char* moderation_columns = "id, at_ms, tenant, group_id, member_id, message_id, excerpt, rule_id, hits, offence, steps, dry_run,"
+                                           " undone_ms, undone_by, undo_reason";
+
+} // namespace
+
+std::vector<ModerationRow> moderation_log(SQLite::Database& db, const std::string& member, std::size_t limit)
+{
+    SQLite::Statement st(db, std::string("SELECT ") + moderation_columns +
+                                 " FROM moderation_log WHERE ?1 = '' OR member_id = ?1 ORDER BY id DESC LIMIT ?2");
+    SQLite::bind(st, member, static_cast<std::int64_t>(limit));
+    return moderation_rows(st);
+}
+
+std::optional<ModerationRow> undo_moderation(SQLite::Database& db, std::int64_t id, const std::string& by, const std::string& reason,
+                                             std::int64_t now_ms)
+{
+    SQLite::Statement get(db, std::string("SELECT ") + moderation_columns + " FROM moderation_log WHERE id = ? AND undone_ms IS NULL");
+    get.bind(1, id);
+    auto rows = moderation_rows(get);
+    if (rows.empty()) return std::nullopt;
+    SQLite::Statement st(db, "UPDATE moderation_log SET undone_ms = ?, undone_by = ?, undo_reason = ? WHERE id = ?");
+    SQLite::bind(st, now_ms, by, reason, id);
+    st.exec();
+    auto& r = rows.front();
+    if (!r.dry_run && r.steps.find("blacklist") != std::string::npos) blacklist_remove(db, r.tenant, r.member);
+    r.undone_ms = now_ms;
+    r.undone_by = by;
+    r.undo_reason = reason;
+    return r;
 }
 
 } // namespace qunbot::storage

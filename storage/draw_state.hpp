@@ -162,9 +162,36 @@ struct PaidToday {
 
 // ---- blacklist ------------------------------------------------------------------------------
 
+/// Adds `member` (false if already there); `by` says who: a person's name, or "rule".
 bool blacklist_add(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& reason,
-                   std::int64_t now_ms);
+                   std::int64_t now_ms, const std::string& by = "staff");
 bool blacklist_remove(SQLite::Database& db, const std::string& tenant, const std::string& member);
+
+// ---- moderation audit log -------------------------------------------------------------------
+
+struct ModerationRow {
+    std::int64_t id = 0;
+    std::int64_t at_ms = 0;
+    std::string tenant;
+    std::string group_id;
+    std::string member;
+    std::string message_id;
+    std::string excerpt;
+    std::string rule_id;
+    std::string hits;
+    int offence = 0;
+    std::string steps;
+    bool dry_run = false;
+    std::int64_t undone_ms = 0;
+    std::string undone_by;
+    std::string undo_reason;
+};
+/// Newest first; `member` empty for all.
+[[nodiscard]] std::vector<ModerationRow> moderation_log(SQLite::Database& db, const std::string& member, std::size_t limit);
+/// Lifts one decision: it no longer counts as an offence, and a blacklisting it made is
+/// removed. Returns what was undone, or nothing if there is no such entry or it was undone.
+std::optional<ModerationRow> undo_moderation(SQLite::Database& db, std::int64_t id, const std::string& by, const std::string& reason,
+                                             std::int64_t now_ms);
 [[nodiscard]] bool is_blacklisted(SQLite::Database& db, const std::string& tenant, const std::string& member);
 [[nodiscard]] std::vector<std::pair<std::string, std::string>> blacklist_list(SQLite::Database& db, const std::string& tenant);
 

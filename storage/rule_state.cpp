@@ -1,11 +1,13 @@
 #include "storage/rule_state.hpp"
 
 #include "storage/database.hpp"
+#include "storage/draw_state.hpp"
 #include "storage/journal.hpp"
 #include "storage/outbox.hpp"
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/VariadicBind.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -64,6 +66,15 @@ void StateReader::fill_member(rules::State& state, const std::string& tenant, co
         st.bind(1, tenant);
         st.bind(2, id);
         m.blacklisted = st.executeStep();
+    }
+    {
+        // Offences that count for strike ladders: not undone, not dry runs; the newest 64.
+        auto& st = prepared("SELECT at_ms FROM moderation_log WHERE tenant = ? AND member_id = ? AND dry_run = 0 AND undone_ms IS NULL"
+                            " ORDER BY at_ms DESC LIMIT 64");
+        const Rewind rewind_st{st};
+        st.bind(1, tenant);
+        st.bind(2, id);
+        while (st.executeStep()) m.strikes_ms.push_back(st.getColumn(0).getInt64());
     }
     if (activity && !group_id.empty()) {
         // Days are local calendar days; bit 0 is today.
@@ -338,6 +349,14 @@ void apply_decision(SQLite::Database& db, const rules::Decision& d, const std::s
         bool changed = false;
         record_tag(db, tenant, t.member, t.tag, t.add, "rule", t.rule_id, t.reason, now_ms, changed);
     }
+    for (const auto& e : d.moderation) {
+        SQLite::Statement st(db, "INSERT INTO moderation_log (at_ms, tenant, group_id, member_id, message_id, excerpt, rule_id, hits, offence,"
+                                 " steps, dry_run, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+        SQLite::bind(st, now_ms, tenant, e.group_id, e.member, e.message_id, e.excerpt, e.rule_id, e.hits, e.offence, e.steps, e.dry_run ? 1 : 0,
+                     event_id);
+        st.exec();
+    }
+    for (const auto& [member, reason] : d.blacklist_adds) blacklist_add(db, tenant, member, reason, now_ms, "rule");
     enqueue_actions(db, d.actions, now_ms);
     // Expired cooldowns are dead weight; dropping a few per decision keeps the table small.
     SQLite::Statement prune(db, "DELETE FROM cooldowns WHERE rowid IN (SELECT rowid FROM cooldowns WHERE until_ms < ? LIMIT 16)");
