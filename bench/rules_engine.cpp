@@ -63,6 +63,16 @@ std::string random_text(std::mt19937& rng, int min_chars, int max_chars, const s
     return s;
 }
 
+// 10,000 distinct keywords of 3–5 characters from `chars`, shuffled.
+std::vector<std::string> bench_keywords(std::mt19937& rng, const std::vector<std::string>& chars)
+{
+    std::set<std::string> keywords;
+    while (keywords.size() < 10'000) keywords.insert(random_text(rng, 3, 5, chars));
+    std::vector<std::string> kw(keywords.begin(), keywords.end());
+    std::shuffle(kw.begin(), kw.end(), rng);
+    return kw;
+}
+
 struct Workload {
     std::shared_ptr<const rules::RuleSet> rules;
     std::vector<core::Event> messages;
@@ -78,10 +88,7 @@ const Workload& workload(std::size_t alphabet = 0)
     const auto& chars = alphabet ? wide_pool(alphabet) : pool();
     const Workload w = [&] {
         std::mt19937 rng(42);
-        std::set<std::string> keywords;
-        while (keywords.size() < 10'000) keywords.insert(random_text(rng, 3, 5, chars));
-        std::vector<std::string> kw(keywords.begin(), keywords.end());
-        std::shuffle(kw.begin(), kw.end(), rng);
+        const auto kw = bench_keywords(rng, chars);
         std::string yaml = "version: 1\nrules:\n";
         for (int r = 0; r < 1000; ++r) {
             yaml += "  - id: r" + std::to_string(r) + "\n    on: message\n    when: { contains: [";
@@ -191,10 +198,7 @@ const Workload& moderation_workload()
     static const Workload w = [] {
         const auto& chars = wide_pool(3000);
         std::mt19937 rng(42);
-        std::set<std::string> keywords;
-        while (keywords.size() < 10'000) keywords.insert(random_text(rng, 3, 5, chars));
-        std::vector<std::string> kw(keywords.begin(), keywords.end());
-        std::shuffle(kw.begin(), kw.end(), rng);
+        const auto kw = bench_keywords(rng, chars);
         std::string yaml = "version: 1\nrules:\n";
         for (int r = 0; r < 1000; ++r) {
             yaml += "  - id: k" + std::to_string(r) + "\n    on: message\n    when: { contains: [";

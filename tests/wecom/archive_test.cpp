@@ -94,6 +94,17 @@ void write_data(const std::string& path, const std::vector<json>& records, int d
     std::filesystem::rename(path + ".tmp", path);
 }
 
+// A bot configuration with the archive on (the fake SDK, key version 1), plus `extra` settings.
+std::string archive_config(const test::TempDir& dir, const std::string& extra)
+{
+    test::write_file(dir.file("v1.pem"), keys().pem());
+    test::write_file(dir.file("archive.secrets.json"), std::string("{\"archive_secret\":\"") + archive_secret + "\"}");
+    return test::write_test_config(dir, test::vector_token, test::vector_key, corp,
+                                   "\"archive\":{\"library\":\"" + std::string(QUNBOT_FAKE_FINANCE_SDK) + "\",\"secrets_file\":\"" +
+                                       dir.file("archive.secrets.json") + "\",\"private_keys\":[{\"version\":1,\"file\":\"" +
+                                       dir.file("v1.pem") + "\"}]," + extra + "},");
+}
+
 } // namespace
 
 TEST_CASE("GetChatData answers and the RSA step with a real key pair", "[archive]")
@@ -279,13 +290,7 @@ TEST_CASE("SIGKILL of the real process mid-pull: after the restart every message
     for (int i = 1; i <= total; ++i) records.push_back(keys().record(static_cast<std::uint64_t>(i), text_message(i)));
     write_data(dir.file("sdk.json"), records, 40); // 40 ms per GetChatData call, 50 records per call
     ::setenv("QUNBOT_FAKE_FINANCE_SDK", dir.file("sdk.json").c_str(), 1); // inherited by the child
-    test::write_file(dir.file("v1.pem"), keys().pem());
-    test::write_file(dir.file("archive.secrets.json"), std::string("{\"archive_secret\":\"") + archive_secret + "\"}");
-    const auto config = test::write_test_config(dir, test::vector_token, test::vector_key, corp,
-                                                "\"archive\":{\"library\":\"" + std::string(QUNBOT_FAKE_FINANCE_SDK) +
-                                                    "\",\"secrets_file\":\"" + dir.file("archive.secrets.json") +
-                                                    "\",\"private_keys\":[{\"version\":1,\"file\":\"" + dir.file("v1.pem") +
-                                                    "\"}],\"batch\":50,\"poll_ms\":100},");
+    const auto config = archive_config(dir, "\"batch\":50,\"poll_ms\":100");
     auto count = [&](const std::string& sql) {
         try {
             SQLite::Database db(dir.file("q.db"));
@@ -328,14 +333,8 @@ TEST_CASE("a msgaudit_notify callback makes the running bot pull at once", "[arc
     std::vector<json> records{keys().record(1, text_message(1))};
     write_data(dir.file("sdk.json"), records);
     ::setenv("QUNBOT_FAKE_FINANCE_SDK", dir.file("sdk.json").c_str(), 1);
-    test::write_file(dir.file("v1.pem"), keys().pem());
-    test::write_file(dir.file("archive.secrets.json"), std::string("{\"archive_secret\":\"") + archive_secret + "\"}");
     // The timer alone would wait ten minutes: only the notify can explain a pull within the test.
-    const auto config = test::write_test_config(dir, test::vector_token, test::vector_key, corp,
-                                                "\"archive\":{\"library\":\"" + std::string(QUNBOT_FAKE_FINANCE_SDK) +
-                                                    "\",\"secrets_file\":\"" + dir.file("archive.secrets.json") +
-                                                    "\",\"private_keys\":[{\"version\":1,\"file\":\"" + dir.file("v1.pem") +
-                                                    "\"}],\"poll_ms\":600000},");
+    const auto config = archive_config(dir, "\"poll_ms\":600000");
     std::string db_path;
     auto service = test::start_service(config, db_path);
     auto count = [&](const std::string& sql) {
