@@ -9,6 +9,8 @@
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 namespace qunbot::bot {
 namespace {
 
@@ -192,6 +194,11 @@ void Routes::receive(const App& app, const HttpRequest& req, const Params& query
         spdlog::info("callback: app={} unknown event type '{}' kept raw", app.name, event->raw_type);
     }
     auto& committed = *app.events_by_kind[static_cast<std::size_t>(kind)];
+    // An AI bot's payload carries no time: when it arrived is the closest there is (activity,
+    // flood windows and draw entries need one).
+    if (event->time == 0) {
+        event->time = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    }
     auto dedup_key = event->dedup_key;
     journal_.append(std::move(*event), [this, &app, &committed, respond,
                                         dedup_key = std::move(dedup_key)](storage::AppendOutcome outcome) {

@@ -295,6 +295,26 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
         }
         break;
     case Condition::Op::blacklisted: r = (member && member->blacklisted) == (c.at_least == 1); break;
+    case Condition::Op::nickname:
+        if (member && !member->name.empty()) {
+            const auto name = normalize(member->name, Fold::keyword);
+            for (const auto& v : c.values) r = r || name.find(v) != std::string::npos;
+        }
+        break;
+    case Condition::Op::newcomer:
+        if (member) {
+            const bool by_time = c.days > 0 && member->joined_ms > 0 && ctx.state.now_ms - member->joined_ms < std::int64_t(c.days) * 3'600'000;
+            const bool by_count = c.at_least > 0 && member->messages_since_join >= 0 && member->messages_since_join <= c.at_least;
+            r = by_time || by_count;
+        }
+        break;
+    case Condition::Op::flood:
+        if (member) {
+            int n = 0;
+            for (const auto at : member->recent_messages_ms) n += at >= ctx.state.now_ms - std::int64_t(c.days) * 1000 ? 1 : 0;
+            r = n >= c.at_least;
+        }
+        break;
     case Condition::Op::contact_bait: {
         const auto b = find_contact_bait(ctx.event.text);
         r = (b.wechat && contains(c.values, "wechat")) || (b.phone && contains(c.values, "phone")) || (b.qq && contains(c.values, "qq"));

@@ -22,6 +22,9 @@ struct MemberInfo {
     std::vector<std::string> tags;
     std::uint64_t active_days = 0;  ///< bit i: active i days ago (bit 0 = today, local time)
     bool blacklisted = false;       ///< on the deployment's shared blacklist (every group)
+    std::int64_t joined_ms = 0;     ///< when they joined this group (0: unknown); loaded for `newcomer`
+    int messages_since_join = -1;   ///< their messages in this group since then, up to 101 (-1: unknown)
+    std::vector<std::int64_t> recent_messages_ms{}; ///< their messages in this group within the longest `flood` window
     std::vector<std::int64_t> strikes_ms{}; ///< moderation offences that count (not undone, not dry runs), newest first
 };
 

@@ -829,7 +829,7 @@ private:
             return false;
         }
         check_keys(src, n, {"all", "any", "not", "contains", "exact", "regex", "sender", "has_tag", "scene", "state",
-                            "message_type", "active_days", "links", "contact_bait", "blacklisted"},
+                            "message_type", "active_days", "links", "contact_bait", "blacklisted", "nickname", "newcomer", "flood"},
                    "a condition");
         if (n.size() > 1) {
             out.op = Condition::Op::all;
@@ -1029,6 +1029,58 @@ private:
                 }
             }
             return true;
+        }
+        if (k == "nickname") {
+            if (!needs(src, key, w, rule, k, {Trigger::message, Trigger::member_joined})) return false;
+            auto words = strings(src, value, kw, "`nickname`", true);
+            if (!words) return false;
+            out.op = Condition::Op::nickname;
+            for (const auto& word : *words) out.values.push_back(normalize(word, Fold::keyword));
+            return true;
+        }
+        if (k == "newcomer" || k == "flood") {
+            if (!needs(src, key, w, rule, k, k == "flood" ? std::initializer_list<Trigger>{Trigger::message}
+                                                          : std::initializer_list<Trigger>{Trigger::message, Trigger::member_joined})) {
+                return false;
+            }
+            const bool flood = k == "flood";
+            if (!value.IsMap()) {
+                error(vw, flood ? "`flood` is { messages: 5, within: 1m }" : "`newcomer` is { hours: 24 } and/or { messages: 3 }");
+                return false;
+            }
+            check_keys(src, value, flood ? std::initializer_list<std::string_view>{"messages", "within"}
+                                         : std::initializer_list<std::string_view>{"hours", "messages"},
+                       "`" + k + "`");
+            out.op = flood ? Condition::Op::flood : Condition::Op::newcomer;
+            bool ok = true;
+            if (auto n = value["messages"]; n.IsDefined()) {
+                if (auto v = count(src, n, vw, "`messages`", 1, 100)) out.at_least = *v;
+                else ok = false;
+            }
+            if (flood) {
+                std::int64_t ms = 0;
+                if (auto t = value["within"]; !t.IsDefined() || !t.IsScalar() || !parse_duration(t.Scalar(), ms) || ms < 1000 || ms > 3'600'000) {
+                    error(at(src, t, vw), "`flood.within` must be a duration from 1s to 1h, e.g. 1m");
+                    ok = false;
+                }
+                out.days = static_cast<int>(ms / 1000); // seconds
+                if (out.at_least == 0) {
+                    error(vw, "`flood` needs `messages`");
+                    ok = false;
+                }
+                set_.flood_window_ms = std::max(set_.flood_window_ms, ms);
+            } else {
+                if (auto h = value["hours"]; h.IsDefined()) {
+                    if (auto v = count(src, h, vw, "`hours`", 1, 24 * 90)) out.days = *v; // hours
+                    else ok = false;
+                }
+                if (out.days == 0 && out.at_least == 0 && ok) {
+                    error(vw, "`newcomer` needs `hours` and/or `messages`");
+                    ok = false;
+                }
+                set_.any_newcomer = true;
+            }
+            return ok;
         }
         if (k == "blacklisted") {
             // The shared blacklist (`qunbot blacklist add`): one list for every group.

@@ -58,6 +58,9 @@ struct Condition {
         links,        ///< the text links to or spells a domain not in `values` (the allow-list)
         contact_bait, ///< the text offers a contact of a kind in `values` (wechat, phone, qq)
         blacklisted,  ///< the member is (at_least 1) or is not (0) on the shared blacklist
+        nickname,     ///< the member's display name contains a keyword of `values` (normalised)
+        newcomer,     ///< joined this group within `days` hours, or sent fewer than `at_least` messages in it
+        flood,        ///< sent at least `at_least` messages in this group within the last `days` seconds
     };
     Op op = Op::all;
     std::vector<Condition> children;
@@ -135,6 +138,8 @@ struct RuleSet {
     std::vector<std::uint32_t> unanchored[trigger_count];
     std::vector<std::vector<std::uint32_t>> set_rules;
     bool any_activity = false;       ///< some rule needs activity figures
+    bool any_newcomer = false;       ///< some rule has `newcomer` (join times and early message counts)
+    std::int64_t flood_window_ms = 0; ///< the longest `flood` window (0: none)
     bool any_batch = false;          ///< some rule gathers joins into batches
     std::size_t per_trigger[trigger_count] = {}; ///< rules per trigger
     std::size_t keyword_count = 0;   ///< keywords as written (before dedup), for reports

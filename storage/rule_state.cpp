@@ -47,8 +47,9 @@ std::vector<std::string> tags_of(SQLite::Statement& st, const std::string& tenan
 } // namespace
 
 void StateReader::fill_member(rules::State& state, const std::string& tenant, const std::string& group_id,
-                              const std::string& id, bool activity)
+                              const std::string& id, const rules::RuleSet* rules)
 {
+    const bool activity = rules && rules->any_activity;
     if (id.empty() || state.members.contains(id)) return;
     rules::MemberInfo m;
     m.id = id;
@@ -66,6 +67,36 @@ void StateReader::fill_member(rules::State& state, const std::string& tenant, co
         st.bind(1, tenant);
         st.bind(2, id);
         m.blacklisted = st.executeStep();
+    }
+    if (rules && !group_id.empty() && rules->any_newcomer) {
+        auto& st = prepared("SELECT joined_at FROM group_members WHERE tenant = ? AND group_id = ? AND member_id = ? AND present = 1");
+        const Rewind rewind_st{st};
+        st.bind(1, tenant);
+        st.bind(2, group_id);
+        st.bind(3, id);
+        if (st.executeStep() && !st.getColumn(0).isNull()) m.joined_ms = st.getColumn(0).getInt64() * 1000;
+        // "First N messages": counted only for members who joined in the last 30 days (an old
+        // member's count would scan the group's whole history, and is not a newcomer's anyway).
+        if (m.joined_ms > 0 && state.now_ms - m.joined_ms < 30 * 86'400'000LL) {
+            auto& c = prepared("SELECT count(*) FROM (SELECT 1 FROM activity WHERE group_id = ? AND at >= ? AND tenant = ? AND member_id = ?"
+                               " AND kind = 'message' LIMIT 101)");
+            const Rewind rewind_c{c};
+            c.bind(1, group_id);
+            c.bind(2, m.joined_ms / 1000);
+            c.bind(3, tenant);
+            c.bind(4, id);
+            if (c.executeStep()) m.messages_since_join = c.getColumn(0).getInt();
+        }
+    }
+    if (rules && !group_id.empty() && rules->flood_window_ms > 0) {
+        auto& st = prepared("SELECT at FROM activity WHERE group_id = ? AND at >= ? AND tenant = ? AND member_id = ? AND kind = 'message'"
+                            " ORDER BY at DESC LIMIT 200");
+        const Rewind rewind_st{st};
+        st.bind(1, group_id);
+        st.bind(2, (state.now_ms - rules->flood_window_ms) / 1000);
+        st.bind(3, tenant);
+        st.bind(4, id);
+        while (st.executeStep()) m.recent_messages_ms.push_back(st.getColumn(0).getInt64() * 1000);
     }
     {
         // Offences that count for strike ladders: not undone, not dry runs; the newest 64.
@@ -155,7 +186,7 @@ rules::State StateReader::load_group(const std::string& tenant, const std::strin
         }
     }
     for (const auto& b : s.batches) {
-        for (const auto& m : b.members) fill_member(s, tenant, group_id, m, false);
+        for (const auto& m : b.members) fill_member(s, tenant, group_id, m, nullptr);
     }
     return s;
 }
@@ -176,9 +207,9 @@ rules::State StateReader::load(const core::Event& event, const rules::RuleSet& r
                 st.getColumn(2).getInt64();
         }
     }
-    for (const auto& m : event.members) fill_member(s, event.tenant, event.group_id, m, rules.any_activity);
-    fill_member(s, event.tenant, event.group_id, event.actor, rules.any_activity);
-    fill_member(s, event.tenant, event.group_id, event.subject, rules.any_activity);
+    for (const auto& m : event.members) fill_member(s, event.tenant, event.group_id, m, &rules);
+    fill_member(s, event.tenant, event.group_id, event.actor, &rules);
+    fill_member(s, event.tenant, event.group_id, event.subject, &rules);
     return s;
 }
 

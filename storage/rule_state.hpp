@@ -48,7 +48,7 @@ public:
 
 private:
     void fill_member(rules::State& state, const std::string& tenant, const std::string& group_id, const std::string& id,
-                     bool activity);
+                     const rules::RuleSet* rules);
     SQLite::Statement& prepared(const char* sql);
     std::unique_ptr<SQLite::Database> owned_;
     SQLite::Database* db_;

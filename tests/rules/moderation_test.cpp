@@ -200,3 +200,95 @@ TEST_CASE("offences decay, exemptions hold, and dry runs act on nothing and coun
     CHECK(b.say(spammer, "wrA", "加我微信 zhang_san888", t0 + 1000).moderation.at(0).offence == 1);
     CHECK(storage::moderation_log(*b.db, spammer, 10).back().dry_run);
 }
+
+TEST_CASE("behaviour: flooding, newcomers and nicknames", "[moderation][behaviour]")
+{
+    auto r = rules::load_rule_sources({{"b.yaml", R"(version: 1
+rules:
+  - id: flood
+    on: message
+    when: { flood: { messages: 5, within: 1m } }
+    do: [ { reply: "{{ member.mention }} 请勿刷屏" } ]
+  - id: newcomer-link
+    on: message
+    when: { all: [ { newcomer: { hours: 24, messages: 3 } }, { links: any } ] }
+    do: [ { assign_tag: 新人发链接 } ]
+  - id: nick
+    on: member_joined
+    when: { nickname: [代理, 兼职, 加V] }
+    do: [ { assign_tag: 昵称可疑 } ]
+)"}});
+    INFO(r.report());
+    REQUIRE(r.ok());
+    test::TempDir dir;
+    auto db = storage::open_for_writing(dir.file("q.db"), storage::Durability::full);
+    const std::string m = "wmFLOODER00000000000000000000001";
+    // What the journal records: the member joined an hour ago, and their messages.
+    db->exec("INSERT INTO inbox (id, tenant, dedup_key, platform, app, kind, raw_type, group_id, actor, subject, event_time, received_ms,"
+             " event_json, payload) VALUES (1, 'ww', 'x', 'wecom', 't', 'message', 'text', 'wrG', '', '', 0, 0, '{}', '')");
+    {
+        SQLite::Statement st(*db, "INSERT INTO group_members (tenant, group_id, member_id, joined_at, present) VALUES ('ww', 'wrG', ?, ?, 1)");
+        st.bind(1, m);
+        st.bind(2, (t0 - 3'600'000) / 1000);
+        st.exec();
+    }
+    auto message_at = [&](std::int64_t ms) {
+        SQLite::Statement st(*db, "INSERT INTO activity (event_id, at, tenant, group_id, member_id, kind, detail) VALUES (1, ?, 'ww', 'wrG', ?, 'message', 'text')");
+        st.bind(1, ms / 1000);
+        st.bind(2, m);
+        st.exec();
+    };
+    storage::StateReader reader(*db);
+    core::Event e;
+    e.kind = core::EventKind::message;
+    e.tenant = "ww";
+    e.group_id = "wrG";
+    e.actor = m;
+    e.text = "看看 www.shop-888.vip";
+    e.dedup_key = "e1";
+    auto fired = [&](std::int64_t now) {
+        std::vector<std::string> ids;
+        for (const auto& t : rules::evaluate(*r.rules, e, reader.load(e, *r.rules, now, 8 * 3600)).trace) {
+            if (t.outcome == rules::Trace::Outcome::fired) ids.push_back(t.rule_id);
+        }
+        return ids;
+    };
+    message_at(t0);
+    // A newcomer (joined an hour ago, one message) posting a link; no flood yet.
+    CHECK(fired(t0) == std::vector<std::string>{"newcomer-link"});
+    for (int i = 1; i <= 4; ++i) message_at(t0 + i * 5'000);
+    // Five messages within a minute: flooding; five messages is past "first 3", but joined < 24 h.
+    CHECK(fired(t0 + 20'000) == std::vector<std::string>{"flood", "newcomer-link"});
+    // Two minutes later the window has passed; two days later they are no newcomer.
+    CHECK(fired(t0 + 120'000) == std::vector<std::string>{"newcomer-link"});
+    CHECK(fired(t0 + 2 * day).empty());
+
+    storage::set_member_name(*db, "ww", "wmNICK000000000000000000000000001", "兼职招聘小王", t0);
+    core::Event join;
+    join.kind = core::EventKind::member_joined;
+    join.tenant = "ww";
+    join.group_id = "wrG";
+    join.members = {"wmNICK000000000000000000000000001", m};
+    join.dedup_key = "j1";
+    const auto d = rules::evaluate(*r.rules, join, reader.load(join, *r.rules, t0, 8 * 3600));
+    REQUIRE(d.tags.size() == 1);
+    CHECK(d.tags[0].member == "wmNICK000000000000000000000000001");
+
+    const auto bad = rules::load_rule_sources({{"c.yaml", R"(version: 1
+rules:
+  - id: a
+    on: message
+    when: { flood: { messages: 5 } }
+    do: [ { post: x } ]
+  - id: b
+    on: message
+    when: { newcomer: {} }
+    do: [ { post: x } ]
+)"}});
+    std::string all;
+    for (const auto& x : bad.diagnostics) all += x.headline() + "\n";
+    INFO(all);
+    CHECK(bad.error_count() == 2);
+    CHECK_THAT(all, Catch::Contains("`flood.within` must be a duration from 1s to 1h, e.g. 1m"));
+    CHECK_THAT(all, Catch::Contains("`newcomer` needs `hours` and/or `messages`"));
+}
