@@ -308,6 +308,16 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
             r = by_time || by_count;
         }
         break;
+    case Condition::Op::repeat:
+        if (member) {
+            std::vector<std::string_view> groups;
+            for (const auto& [g, at] : member->same_text) {
+                if (at < ctx.state.now_ms - std::int64_t(c.days) * 1000) continue;
+                if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
+            }
+            r = static_cast<int>(groups.size()) >= c.at_least;
+        }
+        break;
     case Condition::Op::flood:
         if (member) {
             int n = 0;

@@ -25,6 +25,7 @@ struct MemberInfo {
     std::int64_t joined_ms = 0;     ///< when they joined this group (0: unknown); loaded for `newcomer`
     int messages_since_join = -1;   ///< their messages in this group since then, up to 101 (-1: unknown)
     std::vector<std::int64_t> recent_messages_ms{}; ///< their messages in this group within the longest `flood` window
+    std::vector<std::pair<std::string, std::int64_t>> same_text{}; ///< (group, time) of their posts of this message's text, within the longest `repeat` window
     std::vector<std::int64_t> strikes_ms{}; ///< moderation offences that count (not undone, not dry runs), newest first
 };
 

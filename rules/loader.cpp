@@ -829,7 +829,8 @@ private:
             return false;
         }
         check_keys(src, n, {"all", "any", "not", "contains", "exact", "regex", "sender", "has_tag", "scene", "state",
-                            "message_type", "active_days", "links", "contact_bait", "blacklisted", "nickname", "newcomer", "flood"},
+                            "message_type", "active_days", "links", "contact_bait", "blacklisted", "nickname", "newcomer", "flood",
+                            "repeat"},
                    "a condition");
         if (n.size() > 1) {
             out.op = Condition::Op::all;
@@ -1080,6 +1081,33 @@ private:
                 }
                 set_.any_newcomer = true;
             }
+            return ok;
+        }
+        if (k == "repeat") {
+            // `repeat: { groups: 3, within: 10m }`: one member, one text, several groups.
+            if (!needs(src, key, w, rule, k, {Trigger::message})) return false;
+            if (!value.IsMap()) {
+                error(vw, "`repeat` is { groups: 3, within: 10m }");
+                return false;
+            }
+            check_keys(src, value, {"groups", "within"}, "`repeat`");
+            out.op = Condition::Op::repeat;
+            bool ok = true;
+            if (auto n = value["groups"]; !n.IsDefined()) {
+                error(vw, "`repeat` needs `groups`");
+                ok = false;
+            } else if (auto v = count(src, n, vw, "`groups`", 2, 100)) {
+                out.at_least = *v;
+            } else {
+                ok = false;
+            }
+            std::int64_t ms = 0;
+            if (auto t = value["within"]; !t.IsDefined() || !t.IsScalar() || !parse_duration(t.Scalar(), ms) || ms < 1000 || ms > 86'400'000) {
+                error(at(src, t, vw), "`repeat.within` must be a duration from 1s to 24h, e.g. 10m");
+                ok = false;
+            }
+            out.days = static_cast<int>(ms / 1000); // seconds
+            set_.repeat_window_ms = std::max(set_.repeat_window_ms, ms);
             return ok;
         }
         if (k == "blacklisted") {

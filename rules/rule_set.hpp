@@ -61,6 +61,7 @@ struct Condition {
         nickname,     ///< the member's display name contains a keyword of `values` (normalised)
         newcomer,     ///< joined this group within `days` hours, or sent fewer than `at_least` messages in it
         flood,        ///< sent at least `at_least` messages in this group within the last `days` seconds
+        repeat,       ///< posted this same text in at least `at_least` groups within the last `days` seconds
     };
     Op op = Op::all;
     std::vector<Condition> children;
@@ -140,6 +141,7 @@ struct RuleSet {
     bool any_activity = false;       ///< some rule needs activity figures
     bool any_newcomer = false;       ///< some rule has `newcomer` (join times and early message counts)
     std::int64_t flood_window_ms = 0; ///< the longest `flood` window (0: none)
+    std::int64_t repeat_window_ms = 0; ///< the longest `repeat` window (0: none)
     bool any_batch = false;          ///< some rule gathers joins into batches
     std::size_t per_trigger[trigger_count] = {}; ///< rules per trigger
     std::size_t keyword_count = 0;   ///< keywords as written (before dedup), for reports

@@ -1,5 +1,8 @@
 #include "rules/text.hpp"
 
+#include <cstdint>
+#include <cstdio>
+
 #include <algorithm>
 #include <cstdint>
 
@@ -144,6 +147,20 @@ std::string normalize(std::string_view text, Fold fold)
     out.reserve(text.size());
     normalize_into(text, fold, out);
     return out;
+}
+
+std::string text_fingerprint(std::string_view text)
+{
+    const auto n = normalize(text, Fold::keyword);
+    if (n.empty()) return {};
+    std::uint64_t h = 1469598103934665603ull;
+    for (const char c : n) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ull;
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
 }
 
 } // namespace qunbot::rules

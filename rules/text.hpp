@@ -25,6 +25,11 @@ enum class Fold {
 /// Appends the normalisation of `text` to `out` (no allocation when `out` has capacity).
 void normalize_into(std::string_view text, Fold fold, std::string& out);
 
+/// A fingerprint of a message's text for "the same text again": 16 hex characters of FNV-1a
+/// over its keyword normalisation (so 加V and ＋ｖ variants of one ad are the same text).
+/// Empty for text that normalises to nothing.
+[[nodiscard]] std::string text_fingerprint(std::string_view text);
+
 /// Shell-style glob over UTF-8: `*` any run, `?` one character; everything else literal.
 [[nodiscard]] bool glob_match(std::string_view pattern, std::string_view text);
 

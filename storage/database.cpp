@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 7> migrations{
+constexpr std::array<std::string_view, 8> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -385,6 +385,12 @@ CREATE TABLE moderation_log (
 );
 CREATE INDEX moderation_by_member ON moderation_log (tenant, member_id, at_ms);
 ALTER TABLE blacklist ADD COLUMN added_by TEXT NOT NULL DEFAULT '';
+)sql",
+    // 8: a group message's text fingerprint in the activity log (a hash of its normalised text),
+    // so "the same text in several groups" is one indexed lookup, not a scan of the inbox.
+    R"sql(
+ALTER TABLE activity ADD COLUMN text_hash TEXT NOT NULL DEFAULT '';
+CREATE INDEX activity_by_text ON activity (tenant, text_hash, at) WHERE text_hash <> '';
 )sql",
 };
 

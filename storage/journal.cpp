@@ -1,5 +1,7 @@
 #include "storage/journal.hpp"
 
+#include "rules/text.hpp"
+
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
@@ -90,8 +92,8 @@ public:
                               " event_time, received_ms, event_json, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
                               " ON CONFLICT (tenant, dedup_key) DO NOTHING"),
           find_event_(*db_, "SELECT id FROM inbox WHERE tenant = ? AND dedup_key = ?"),
-          insert_activity_(*db_, "INSERT INTO activity (event_id, at, tenant, group_id, member_id, kind, scene, detail)"
-                                 " VALUES (?,?,?,?,?,?,?,?)"),
+          insert_activity_(*db_, "INSERT INTO activity (event_id, at, tenant, group_id, member_id, kind, scene, detail, text_hash)"
+                                 " VALUES (?,?,?,?,?,?,?,?,?)"),
           upsert_group_(*db_, "INSERT INTO chat_groups (tenant, group_id, app, status, member_version, needs_sync,"
                               " created_at, updated_at) VALUES (?1, ?2, ?3, CASE ?4 WHEN 'keep' THEN 'active' ELSE ?4 END,"
                               " ?5, 1, ?6, ?6)"
@@ -162,10 +164,11 @@ private:
         else st.bind(i);
     }
 
-    void activity_row(std::int64_t id, const core::Event& e, const std::string& member, const std::string& detail)
+    void activity_row(std::int64_t id, const core::Event& e, const std::string& member, const std::string& detail,
+                      const std::string& text_hash = {})
     {
         run(insert_activity_, id, e.time, e.tenant, e.group_id, member, std::string(core::to_string(e.kind)), e.scene,
-            detail);
+            detail, text_hash);
     }
 
     void record_activity(std::int64_t id, const core::Event& e)
@@ -192,7 +195,8 @@ private:
             }
             return;
         case EventKind::message:
-            activity_row(id, e, e.actor, e.message_type);
+            // Group messages only: "the same text in several groups" is about groups.
+            activity_row(id, e, e.actor, e.message_type, e.group_id.empty() ? std::string() : rules::text_fingerprint(e.text));
             if (!e.group_id.empty()) run(member_day_, e.tenant, e.group_id, e.actor, e.time / 3600 * 3600);
             return;
         default:

@@ -2,6 +2,7 @@
 
 #include "storage/database.hpp"
 #include "storage/draw_state.hpp"
+#include "rules/text.hpp"
 #include "storage/journal.hpp"
 #include "storage/outbox.hpp"
 
@@ -210,6 +211,20 @@ rules::State StateReader::load(const core::Event& event, const rules::RuleSet& r
     for (const auto& m : event.members) fill_member(s, event.tenant, event.group_id, m, &rules);
     fill_member(s, event.tenant, event.group_id, event.actor, &rules);
     fill_member(s, event.tenant, event.group_id, event.subject, &rules);
+    if (rules.repeat_window_ms > 0 && event.kind == core::EventKind::message && !event.group_id.empty() && !event.actor.empty()) {
+        // Where the sender posted this same text lately (this message included: the journal wrote it).
+        const auto hash = rules::text_fingerprint(event.text);
+        auto it = s.members.find(event.actor);
+        if (!hash.empty() && it != s.members.end()) {
+            auto& st = prepared("SELECT group_id, at FROM activity WHERE tenant = ? AND text_hash = ? AND at >= ? AND member_id = ? LIMIT 500");
+            const Rewind rewind_st{st};
+            st.bind(1, event.tenant);
+            st.bind(2, hash);
+            st.bind(3, (now_ms - rules.repeat_window_ms) / 1000);
+            st.bind(4, event.actor);
+            while (st.executeStep()) it->second.same_text.emplace_back(st.getColumn(0).getString(), st.getColumn(1).getInt64() * 1000);
+        }
+    }
     return s;
 }
 

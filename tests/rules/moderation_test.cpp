@@ -7,12 +7,15 @@
 #include "rules/loader.hpp"
 #include "storage/database.hpp"
 #include "storage/draw_state.hpp"
+#include "storage/journal.hpp"
 #include "storage/rule_state.hpp"
 #include "support/support.hpp"
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Transaction.h>
 #include <catch2/catch.hpp>
+
+#include <future>
 
 using namespace qunbot;
 
@@ -291,4 +294,52 @@ rules:
     CHECK(bad.error_count() == 2);
     CHECK_THAT(all, Catch::Contains("`flood.within` must be a duration from 1s to 1h, e.g. 1m"));
     CHECK_THAT(all, Catch::Contains("`newcomer` needs `hours` and/or `messages`"));
+}
+
+TEST_CASE("the same text from one member in several groups, through the real journal", "[moderation][behaviour]")
+{
+    auto r = rules::load_rule_sources({{"r.yaml", R"(version: 1
+rules:
+  - id: cross-post
+    on: message
+    when: { repeat: { groups: 3, within: 10m } }
+    do: [ { assign_tag: 跨群刷屏 } ]
+)"}});
+    REQUIRE(r.ok());
+    test::TempDir dir;
+    storage::Journal::Options jo;
+    jo.path = dir.file("q.db");
+    storage::Journal journal(jo);
+    const std::string m = "wmCROSSPOSTER000000000000000001";
+    int n = 0;
+    auto post = [&](const std::string& group, const std::string& text, std::int64_t at_ms) {
+        core::Event e;
+        e.kind = core::EventKind::message;
+        e.platform = "wecom";
+        e.tenant = "ww";
+        e.group_id = group;
+        e.actor = m;
+        e.text = text;
+        e.message_type = "text";
+        e.time = at_ms / 1000;
+        e.dedup_key = "p" + std::to_string(++n);
+        std::promise<storage::AppendOutcome> done;
+        journal.append(e, [&done](storage::AppendOutcome o) { done.set_value(std::move(o)); });
+        REQUIRE(done.get_future().get().status == storage::AppendOutcome::Status::stored);
+        return e;
+    };
+    auto fires = [&](const core::Event& e, std::int64_t now) {
+        storage::StateReader reader(jo.path);
+        return !rules::evaluate(*r.rules, e, reader.load(e, *r.rules, now, 8 * 3600)).tags.empty();
+    };
+    post("wrG1", "全场一折 加V：sale_0001", t0);
+    auto e = post("wrG2", "全场一折 加 v：sale_0001", t0 + 60'000); // spacing differs: the same text once normalised
+    CHECK_FALSE(fires(e, t0 + 60'000));                             // two groups so far
+    e = post("wrG3", "全场一折 加V：sale_0001", t0 + 120'000);
+    CHECK(fires(e, t0 + 120'000));                                  // three groups within ten minutes
+    e = post("wrG4", "另一句话", t0 + 130'000);
+    CHECK_FALSE(fires(e, t0 + 130'000));
+    e = post("wrG5", "全场一折 加V：sale_0001", t0 + 30 * 60'000);  // the earlier posts are outside the window
+    CHECK_FALSE(fires(e, t0 + 30 * 60'000));
+    journal.close();
 }
