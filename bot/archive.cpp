@@ -1,5 +1,6 @@
 #include "bot/archive.hpp"
 
+#include "adapters/media/qr.hpp"
 #include "adapters/wecom/archive_message.hpp"
 #include "adapters/wecom/finance_sdk.hpp"
 #include "bot/metrics.hpp"
@@ -118,6 +119,7 @@ struct Archive::Impl {
                     raw.payload = *plain;
                     e = std::move(raw);
                 }
+                if (opts.config.scan_qr && e->message_type == "image" && !e->group_id.empty()) scan_qr(*e);
                 newest = std::max(newest, e->time * 1000);
                 metrics.counter("qunbot_archive_records_total", "Archived records pulled, by message type",
                                 {{"type", e->raw_type.starts_with("archive/") ? e->raw_type.substr(8) : e->raw_type}})
@@ -147,6 +149,30 @@ struct Archive::Impl {
         }
         note("");
         return stored;
+    }
+
+    // Group images: fetch the bytes (chunked, capped) and record any QR code's contents as the
+    // attribute "qr" (one per line), or why it could not be read as "qr_error".
+    void scan_qr(core::Event& e)
+    {
+        const auto id = std::string(e.attribute("sdkfileid"));
+        if (id.empty()) return;
+        auto bytes = sdk->media(id, opts.config.media_max_bytes, opts.config.timeout_s);
+        if (!bytes) {
+            e.attributes.emplace_back("qr_error", bytes.error().code);
+            return;
+        }
+        auto codes = media::find_qr_codes(*bytes);
+        if (!codes) {
+            e.attributes.emplace_back("qr_error", codes.error().code);
+            return;
+        }
+        std::string joined;
+        for (const auto& c : *codes) joined += (joined.empty() ? "" : "\n") + c;
+        if (!joined.empty()) {
+            e.attributes.emplace_back("qr", joined);
+            metrics.counter("qunbot_archive_qr_codes_total", "Group images with a QR code").inc();
+        }
     }
 
     core::Error fail(const core::Error& e)

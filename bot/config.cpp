@@ -117,7 +117,9 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
         else {
             auto& ar = cfg.archive;
             const std::string at = "/archive";
-            c.only_keys(*it, at, {"library", "app", "secrets_file", "secret_env", "private_keys", "poll_ms", "batch", "timeout_s", "media_max_bytes"});
+            c.only_keys(*it, at, {"library", "app", "secrets_file", "secret_env", "private_keys", "poll_ms", "batch", "timeout_s", "media_max_bytes",
+                                  "scan_qr"});
+            c.get(*it, at, "scan_qr", ar.scan_qr);
             c.get(*it, at, "library", ar.library);
             c.get(*it, at, "app", ar.app);
             c.get(*it, at, "secrets_file", ar.secrets_file);

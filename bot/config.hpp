@@ -137,6 +137,7 @@ struct ArchiveConfig {
     unsigned batch = 1000;          ///< records per GetChatData (at most 1000)
     int timeout_s = 10;             ///< SDK call timeout
     std::size_t media_max_bytes = 20 * 1024 * 1024;
+    bool scan_qr = false;           ///< fetch each group image and look for QR codes (`qr_code` conditions)
     [[nodiscard]] bool enabled() const noexcept { return !library.empty(); }
 };
 

@@ -308,6 +308,25 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
             r = by_time || by_count;
         }
         break;
+    case Condition::Op::qr_code: {
+        // The adapter decoded the image (attribute "qr", one code per line).
+        const auto codes = ctx.event.attribute("qr");
+        std::size_t start = 0;
+        while (!r && start < codes.size()) {
+            auto end = codes.find('\n', start);
+            if (end == std::string_view::npos) end = codes.size();
+            const auto code = codes.substr(start, end - start);
+            start = end + 1;
+            if (code.empty()) continue;
+            if (c.values.empty()) {
+                r = true;
+                break;
+            }
+            const auto domains = find_domains(code);
+            r = domains.empty() || std::any_of(domains.begin(), domains.end(), [&](const std::string& d) { return !domain_allowed(d, c.values); });
+        }
+        break;
+    }
     case Condition::Op::repeat:
         if (member) {
             std::vector<std::string_view> groups;

@@ -830,7 +830,7 @@ private:
         }
         check_keys(src, n, {"all", "any", "not", "contains", "exact", "regex", "sender", "has_tag", "scene", "state",
                             "message_type", "active_days", "links", "contact_bait", "blacklisted", "nickname", "newcomer", "flood",
-                            "repeat"},
+                            "repeat", "qr_code"},
                    "a condition");
         if (n.size() > 1) {
             out.op = Condition::Op::all;
@@ -1006,16 +1006,17 @@ private:
             out.values = std::move(*values);
             return true;
         }
-        if (k == "links") {
-            // `links: any` or `links: { allow: [taobao.com, $our_domains] }`.
+        if (k == "links" || k == "qr_code") {
+            // `links: any` or `links: { allow: [taobao.com, $our_domains] }`; `qr_code` likewise
+            // for the contents of QR codes in the message's image.
             if (!needs(src, key, w, rule, k, {Trigger::message})) return false;
-            out.op = Condition::Op::links;
+            out.op = k == "links" ? Condition::Op::links : Condition::Op::qr_code;
             if (value.IsScalar() && value.Scalar() == "any") return true;
             if (!value.IsMap()) {
-                error(vw, "`links` is `any` or { allow: [domain, ...] }");
+                error(vw, "`" + k + "` is `any` or { allow: [domain, ...] }");
                 return false;
             }
-            check_keys(src, value, {"allow"}, "`links`");
+            check_keys(src, value, {"allow"}, "`" + k + "`");
             if (auto a = value["allow"]; a.IsDefined()) {
                 auto domains = strings(src, a, vw, "`allow`", true);
                 if (!domains) return false;

@@ -62,6 +62,7 @@ struct Condition {
         newcomer,     ///< joined this group within `days` hours, or sent fewer than `at_least` messages in it
         flood,        ///< sent at least `at_least` messages in this group within the last `days` seconds
         repeat,       ///< posted this same text in at least `at_least` groups within the last `days` seconds
+        qr_code,      ///< the message's image holds a QR code whose content is not an allowed domain (`values`)
     };
     Op op = Op::all;
     std::vector<Condition> children;

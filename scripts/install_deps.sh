@@ -15,6 +15,9 @@ packages=(
   libyaml-cpp-dev       # staff-edited rule files (with line/column marks for diagnostics)
   libre2-dev            # user-written regexes in rules: linear time, no catastrophic backtracking
   libhowardhinnant-date-dev tzdata  # IANA time zones for schedules (the system tz database; g++ 12 has no std::chrono::tzdb)
+  libzbar-dev           # QR codes in group images (ad cleanup)
+  libpng-dev libturbojpeg0-dev  # decoding those images (PNG, JPEG) to grey for zbar
+  libqrencode-dev       # tests only: QR codes to put in test images
   catch2                # tests (v2.13, catch_discover_tests)
   libbenchmark-dev      # in-process micro-benchmarks (bench/)
 )

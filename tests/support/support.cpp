@@ -4,6 +4,8 @@
 #include "bot/service.hpp"
 
 #include <catch2/catch.hpp>
+#include <png.h>
+#include <qrencode.h>
 
 #include <cerrno>
 #include <csignal>
@@ -218,6 +220,40 @@ bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds dea
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     return cond();
+}
+
+std::vector<unsigned char> qr_pixels(const std::string& text, int& side)
+{
+    std::unique_ptr<QRcode, decltype(&QRcode_free)> qr(QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_M, QR_MODE_8, 1), QRcode_free);
+    if (!qr) throw std::runtime_error("libqrencode could not encode the text");
+    const int scale = 4, quiet = 4;
+    side = (qr->width + 2 * quiet) * scale;
+    std::vector<unsigned char> px(static_cast<std::size_t>(side * side), 255);
+    for (int y = 0; y < qr->width; ++y) {
+        for (int x = 0; x < qr->width; ++x) {
+            if (!(qr->data[y * qr->width + x] & 1)) continue;
+            for (int dy = 0; dy < scale; ++dy) {
+                for (int dx = 0; dx < scale; ++dx) px[static_cast<std::size_t>(((y + quiet) * scale + dy) * side + (x + quiet) * scale + dx)] = 0;
+            }
+        }
+    }
+    return px;
+}
+
+std::string png_of(const std::vector<unsigned char>& grey, int side)
+{
+    png_image img;
+    std::memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    img.width = static_cast<png_uint_32>(side);
+    img.height = static_cast<png_uint_32>(side);
+    img.format = PNG_FORMAT_GRAY;
+    png_alloc_size_t size = 0;
+    if (!png_image_write_to_memory(&img, nullptr, &size, 0, grey.data(), 0, nullptr)) throw std::runtime_error("libpng: cannot size the PNG");
+    std::string out(size, '\0');
+    if (!png_image_write_to_memory(&img, out.data(), &size, 0, grey.data(), 0, nullptr)) throw std::runtime_error("libpng: cannot write the PNG");
+    out.resize(size);
+    return out;
 }
 
 } // namespace qunbot::test

@@ -88,6 +88,11 @@ private:
 /// writes, which has nothing to wait on from outside); returns its last value.
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline = std::chrono::seconds(30));
 
+/// A grey image of `text` as a QR code (libqrencode; 4 pixels per module, a 4-module quiet
+/// zone), `side` pixels square, and the same pixels as a PNG file's bytes.
+[[nodiscard]] std::vector<unsigned char> qr_pixels(const std::string& text, int& side);
+[[nodiscard]] std::string png_of(const std::vector<unsigned char>& grey, int side);
+
 /// Starts `qunbot serve --config CONFIG [extra...]` and waits for its "listening on" line.
 /// Returns the port; the child is in `child`.
 std::uint16_t start_server(std::optional<Child>& child, const std::string& config, std::vector<std::string> extra = {});

@@ -282,6 +282,45 @@ TEST_CASE("pulls resume from the stored seq, and a missing key version stops wit
     journal.close();
 }
 
+TEST_CASE("with scan_qr, QR codes in archived group images are read into the event", "[archive][qr]")
+{
+    test::TempDir dir;
+    int side = 0;
+    const auto pixels = test::qr_pixels("https://u.wechat.com/EAqrSpam", side); // sets `side`
+    const auto png = test::png_of(pixels, side);
+    json image{{"msgid", "IMG1"}, {"action", "send"}, {"from", "wmQR"}, {"tolist", {"u"}}, {"roomid", "wrQR"}, {"msgtime", 1'790'000'000'000LL},
+               {"msgtype", "image"}, {"image", {{"sdkfileid", "QRFILE"}, {"md5sum", "x"}, {"filesize", png.size()}}}};
+    json plain = image;
+    plain["msgid"] = "IMG2";
+    plain["image"]["sdkfileid"] = "NOTANIMAGE";
+    write_data(dir.file("sdk.json"), {keys().record(1, image), keys().record(2, plain)}, 0,
+               json{{"QRFILE", wecom::base64_encode(png)}, {"NOTANIMAGE", wecom::base64_encode("not an image")}}, 4096);
+    ::setenv("QUNBOT_FAKE_FINANCE_SDK", dir.file("sdk.json").c_str(), 1);
+    test::write_file(dir.file("v1.pem"), keys().pem());
+    storage::Journal::Options jo;
+    jo.path = dir.file("q.db");
+    storage::Journal journal(jo);
+    bot::Registry metrics;
+    bot::Archive::Options ao;
+    ao.database = jo.path;
+    ao.config.library = QUNBOT_FAKE_FINANCE_SDK;
+    ao.config.secret = core::Secret(archive_secret);
+    ao.config.private_keys = {{1, dir.file("v1.pem")}};
+    ao.config.scan_qr = true;
+    ao.tenant = corp;
+    ao.app = "t";
+    auto archive = bot::Archive::create(journal, metrics, ao);
+    REQUIRE(archive.ok());
+    REQUIRE(*(*archive)->pull() == 2);
+    SQLite::Database db(jo.path);
+    CHECK(db.execAndGet("SELECT json_extract(event_json, '$.attributes.qr') FROM inbox WHERE dedup_key = 'archive:IMG1'").getString() ==
+          "https://u.wechat.com/EAqrSpam");
+    CHECK(db.execAndGet("SELECT json_extract(event_json, '$.attributes.qr_error') FROM inbox WHERE dedup_key = 'archive:IMG2'").getString() ==
+          "image_format");
+    archive->reset();
+    journal.close();
+}
+
 TEST_CASE("SIGKILL of the real process mid-pull: after the restart every message is stored exactly once", "[archive][process]")
 {
     test::TempDir dir;
