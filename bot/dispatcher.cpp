@@ -276,7 +276,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
         }
         auto entries = job.flush ? std::vector<rules::DrawEntry>{} : rules::draw_entries(*set, job.event);
         const bool empty = d.actions.empty() && d.batch_upserts.empty() && d.batch_erases.empty() && d.cooldowns.empty() &&
-                           d.tags.empty() && entries.empty();
+                           d.tags.empty() && d.moderation.empty() && d.blacklist_adds.empty() && entries.empty();
         if (empty) {
             // Nothing to record: a replay after a crash would decide the same nothing.
             finish(job, lane, {});
@@ -307,6 +307,12 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Dispatcher::Impl> {
                         return;
                     }
                     self->actions.inc(decision->actions.size());
+                    for (const auto& m : decision->moderation) {
+                        self->metrics
+                            .counter("qunbot_moderation_decisions_total", "Strike-ladder decisions, by rule, rung and dry run",
+                                     {{"rule", m.rule_id}, {"steps", m.steps}, {"dry_run", m.dry_run ? "true" : "false"}})
+                            .inc();
+                    }
                     // Draw entries may have drawn a round (its result message is queued).
                     if ((!decision->actions.empty() || has_entries) && self->o.on_actions) self->o.on_actions();
                     self->finish(job, lane, decision->batch_upserts);

@@ -126,9 +126,17 @@ int run_blacklist(const LotteryArgs& args)
     }
     if (tenant.empty()) return fail("no app with a corp_id in the configuration");
     const auto now = wall_now_ms();
-    if (args.verb == "blacklist-list") {
+    if (args.verb == "blacklist-list" || args.verb == "blacklist-history") {
+        if (!std::filesystem::exists(c->database)) return fail("no database at " + c->database);
         auto db = storage::open_for_reading(c->database);
-        for (const auto& [m, why] : storage::blacklist_list(*db, tenant)) std::cout << m << "  " << why << "\n";
+        if (args.verb == "blacklist-list") {
+            for (const auto& [m, why] : storage::blacklist_list(*db, tenant)) std::cout << m << "  " << why << "\n";
+        } else {
+            for (const auto& h : storage::blacklist_history(*db, tenant, args.limit)) {
+                std::cout << local_time(h.at_ms) << "  " << h.member << "  " << (h.added ? "added" : "removed") << " by " << h.by
+                          << (h.reason.empty() ? "" : ": " + h.reason) << "\n";
+            }
+        }
         return 0;
     }
     return write_tx(c->database, [&](SQLite::Database& db, bool&) {
@@ -137,7 +145,7 @@ int run_blacklist(const LotteryArgs& args)
                                                       args.by.empty() ? "staff" : args.by);
             std::cout << (added ? "blacklisted: " : "already blacklisted: ") << args.member << "\n";
         } else {
-            const bool removed = storage::blacklist_remove(db, tenant, args.member);
+            const bool removed = storage::blacklist_remove(db, tenant, args.member, args.by.empty() ? "staff" : args.by, args.reason, now);
             std::cout << (removed ? "removed from the blacklist: " : "was not blacklisted: ") << args.member << "\n";
         }
         return 0;
@@ -195,7 +203,11 @@ void add_lottery_commands(CLI::App& cli, LotteryArgs& a)
     add->add_option("member", a.member, "Member id")->required();
     add->add_option("--reason", a.reason, "Why");
     add->add_option("--by", a.by, "Who adds them (kept with the entry)");
-    verb(bl->add_subcommand("remove", "Take a member off the blacklist"), "blacklist-remove")->add_option("member", a.member, "Member id")->required();
+    auto* remove = verb(bl->add_subcommand("remove", "Take a member off the blacklist"), "blacklist-remove");
+    remove->add_option("member", a.member, "Member id")->required();
+    remove->add_option("--reason", a.reason, "Why");
+    remove->add_option("--by", a.by, "Who takes them off (kept in the history)");
+    verb(bl->add_subcommand("history", "Who added and removed whom, and why"), "blacklist-history");
     verb(bl->add_subcommand("list", "The blacklist"), "blacklist-list");
 }
 

@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 8> migrations{
+constexpr std::array<std::string_view, 9> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -391,6 +391,18 @@ ALTER TABLE blacklist ADD COLUMN added_by TEXT NOT NULL DEFAULT '';
     R"sql(
 ALTER TABLE activity ADD COLUMN text_hash TEXT NOT NULL DEFAULT '';
 CREATE INDEX activity_by_text ON activity (tenant, text_hash, at) WHERE text_hash <> '';
+)sql",
+    // 9: who put a member on the blacklist or took them off, and why, kept after the entry is gone.
+    R"sql(
+CREATE TABLE blacklist_history (
+    id        INTEGER PRIMARY KEY,
+    at_ms     INTEGER NOT NULL,
+    tenant    TEXT    NOT NULL,
+    member_id TEXT    NOT NULL,
+    added     INTEGER NOT NULL,
+    by_whom   TEXT    NOT NULL,
+    reason    TEXT    NOT NULL
+);
 )sql",
 };
 

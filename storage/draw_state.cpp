@@ -680,14 +680,35 @@ bool blacklist_add(SQLite::Database& db, const std::string& tenant, const std::s
 {
     SQLite::Statement st(db, "INSERT INTO blacklist (tenant, member_id, reason, since_ms, added_by) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING");
     SQLite::bind(st, tenant, member, reason, now_ms, by);
-    return st.exec() > 0;
+    if (st.exec() == 0) return false;
+    SQLite::Statement h(db, "INSERT INTO blacklist_history (at_ms, tenant, member_id, added, by_whom, reason) VALUES (?,?,?,1,?,?)");
+    SQLite::bind(h, now_ms, tenant, member, by, reason);
+    h.exec();
+    return true;
 }
 
-bool blacklist_remove(SQLite::Database& db, const std::string& tenant, const std::string& member)
+bool blacklist_remove(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& by,
+                      const std::string& reason, std::int64_t now_ms)
 {
     SQLite::Statement st(db, "DELETE FROM blacklist WHERE tenant = ? AND member_id = ?");
     SQLite::bind(st, tenant, member);
-    return st.exec() > 0;
+    if (st.exec() == 0) return false;
+    SQLite::Statement h(db, "INSERT INTO blacklist_history (at_ms, tenant, member_id, added, by_whom, reason) VALUES (?,?,?,0,?,?)");
+    SQLite::bind(h, now_ms, tenant, member, by, reason);
+    h.exec();
+    return true;
+}
+
+std::vector<BlacklistChange> blacklist_history(SQLite::Database& db, const std::string& tenant, std::size_t limit)
+{
+    std::vector<BlacklistChange> out;
+    SQLite::Statement st(db, "SELECT at_ms, member_id, added, by_whom, reason FROM blacklist_history WHERE tenant = ? ORDER BY id DESC LIMIT ?");
+    SQLite::bind(st, tenant, static_cast<std::int64_t>(limit));
+    while (st.executeStep()) {
+        out.push_back({st.getColumn(0).getInt64(), st.getColumn(1).getString(), st.getColumn(2).getInt() != 0, st.getColumn(3).getString(),
+                       st.getColumn(4).getString()});
+    }
+    return out;
 }
 
 bool is_blacklisted(SQLite::Database& db, const std::string& tenant, const std::string& member)
@@ -759,7 +780,9 @@ std::optional<ModerationRow> undo_moderation(SQLite::Database& db, std::int64_t 
     SQLite::bind(st, now_ms, by, reason, id);
     st.exec();
     auto& r = rows.front();
-    if (!r.dry_run && r.steps.find("blacklist") != std::string::npos) blacklist_remove(db, r.tenant, r.member);
+    if (!r.dry_run && r.steps.find("blacklist") != std::string::npos) {
+        blacklist_remove(db, r.tenant, r.member, by, "undo of moderation entry " + std::to_string(id) + ": " + reason, now_ms);
+    }
     r.undone_ms = now_ms;
     r.undone_by = by;
     r.undo_reason = reason;

@@ -165,7 +165,18 @@ struct PaidToday {
 /// Adds `member` (false if already there); `by` says who: a person's name, or "rule".
 bool blacklist_add(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& reason,
                    std::int64_t now_ms, const std::string& by = "staff");
-bool blacklist_remove(SQLite::Database& db, const std::string& tenant, const std::string& member);
+/// Takes `member` off (false if not there), recording who and why.
+bool blacklist_remove(SQLite::Database& db, const std::string& tenant, const std::string& member, const std::string& by = "staff",
+                      const std::string& reason = {}, std::int64_t now_ms = 0);
+/// Every addition and removal, newest first: (time, member, "added"/"removed", by, reason).
+struct BlacklistChange {
+    std::int64_t at_ms = 0;
+    std::string member;
+    bool added = false;
+    std::string by;
+    std::string reason;
+};
+[[nodiscard]] std::vector<BlacklistChange> blacklist_history(SQLite::Database& db, const std::string& tenant, std::size_t limit);
 
 // ---- moderation audit log -------------------------------------------------------------------
 

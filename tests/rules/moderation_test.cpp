@@ -3,6 +3,11 @@
 // dry runs decide and log without acting or counting, undo lifts an offence (and a
 // blacklisting), and a blacklisted member is handled when joining any group. Run on the real
 // state reader and decision writer over SQLite, with the clock passed in.
+#include "adapters/wecom/callback_crypto.hpp"
+#include "adapters/wecom/test_event.hpp"
+#include "bot/http_client.hpp"
+#include "bot/metrics.hpp"
+#include "bot/service.hpp"
 #include "rules/engine.hpp"
 #include "rules/loader.hpp"
 #include "storage/database.hpp"
@@ -178,6 +183,12 @@ TEST_CASE("a strike ladder escalates per offence within the decay window, across
         CHECK_FALSE(storage::undo_moderation(*b.db, fourth.id, "店长小李", "again", t0 + 5 * day).has_value());
         const auto after = storage::moderation_log(*b.db, spammer, 100);
         CHECK(after[2].undone_by == "店长小李");
+        const auto history = storage::blacklist_history(*b.db, "ww", 10);
+        REQUIRE(history.size() == 2); // added by the rule, removed by the undo
+        CHECK_FALSE(history[0].added);
+        CHECK(history[0].by == "店长小李");
+        CHECK(history[1].added);
+        CHECK(history[1].by == "rule");
     }
 }
 
@@ -342,4 +353,43 @@ rules:
     e = post("wrG5", "全场一折 加V：sale_0001", t0 + 30 * 60'000);  // the earlier posts are outside the window
     CHECK_FALSE(fires(e, t0 + 30 * 60'000));
     journal.close();
+}
+
+TEST_CASE("the running bot logs and counts strike-ladder decisions", "[moderation][e2e]")
+{
+    test::TempDir dir;
+    std::filesystem::create_directories(dir.path() / "rules");
+    test::write_file(dir.file("rules/m.yaml"), R"(version: 1
+rules:
+  - id: bait
+    on: message
+    when: { contact_bait: [wechat] }
+    moderate: { ladder: [warn], dry_run: true }
+)");
+    std::string db_path;
+    auto service = test::start_service(test::write_test_config(dir, test::vector_token, test::vector_key, test::vector_corp,
+                                                               "\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},"),
+                                       db_path);
+    auto crypto = wecom::CallbackCrypto::create(core::Secret(test::vector_token), core::Secret(test::vector_key), test::vector_corp);
+    REQUIRE(crypto.ok());
+    wecom::TestEventSpec spec;
+    spec.kind = "message";
+    spec.corp_id = test::vector_corp;
+    spec.text = "加我微信 zhang_san888";
+    auto payload = wecom::make_test_payload(spec);
+    REQUIRE(payload.ok());
+    const auto sealed = wecom::seal_callback(*crypto, *payload, "1700000000", "mod1", false);
+    bot::HttpClient client("127.0.0.1", service->port(), std::chrono::seconds(5));
+    auto r = client.request("POST", "/cb?" + sealed.query, sealed.body);
+    REQUIRE(r.ok());
+    REQUIRE(r->status == 200);
+    REQUIRE(test::eventually([&] {
+        return service->metrics().render().find("qunbot_moderation_decisions_total{rule=\"bait\",steps=\"warn\",dry_run=\"true\"} 1") !=
+               std::string::npos;
+    }));
+    service->request_shutdown();
+    service->wait();
+    SQLite::Database db(db_path);
+    CHECK(db.execAndGet("SELECT count(*) FROM moderation_log WHERE rule_id = 'bait' AND dry_run = 1").getInt() == 1);
+    CHECK(db.execAndGet("SELECT count(*) FROM outbox").getInt() == 0); // a dry run does nothing
 }
