@@ -94,6 +94,20 @@ void write_data(const std::string& path, const std::vector<json>& records, int d
     std::filesystem::rename(path + ".tmp", path);
 }
 
+// Archive options for an in-process puller over `dir`'s database and the fake SDK, key version 1.
+bot::Archive::Options archive_options(const test::TempDir& dir)
+{
+    test::write_file(dir.file("v1.pem"), keys().pem());
+    bot::Archive::Options ao;
+    ao.database = dir.file("q.db");
+    ao.config.library = QUNBOT_FAKE_FINANCE_SDK;
+    ao.config.secret = core::Secret(archive_secret);
+    ao.config.private_keys = {{1, dir.file("v1.pem")}};
+    ao.tenant = corp;
+    ao.app = "t";
+    return ao;
+}
+
 // A bot configuration with the archive on (the fake SDK, key version 1), plus `extra` settings.
 std::string archive_config(const test::TempDir& dir, const std::string& extra)
 {
@@ -227,19 +241,12 @@ TEST_CASE("pulls resume from the stored seq, and a missing key version stops wit
     for (int i = 1; i <= 25; ++i) records.push_back(keys().record(static_cast<std::uint64_t>(i), text_message(i)));
     write_data(dir.file("sdk.json"), records);
     ::setenv("QUNBOT_FAKE_FINANCE_SDK", dir.file("sdk.json").c_str(), 1);
-    test::write_file(dir.file("v1.pem"), keys().pem());
     storage::Journal::Options jo;
     jo.path = dir.file("q.db");
     storage::Journal journal(jo);
     bot::Registry metrics;
-    bot::Archive::Options ao;
-    ao.database = jo.path;
-    ao.config.library = QUNBOT_FAKE_FINANCE_SDK;
-    ao.config.secret = core::Secret(archive_secret);
-    ao.config.private_keys = {{1, dir.file("v1.pem")}};
+    auto ao = archive_options(dir);
     ao.config.batch = 10;
-    ao.tenant = corp;
-    ao.app = "t";
     auto archive = bot::Archive::create(journal, metrics, ao);
     REQUIRE(archive.ok());
     auto n = (*archive)->pull();
@@ -296,19 +303,12 @@ TEST_CASE("with scan_qr, QR codes in archived group images are read into the eve
     write_data(dir.file("sdk.json"), {keys().record(1, image), keys().record(2, plain)}, 0,
                json{{"QRFILE", wecom::base64_encode(png)}, {"NOTANIMAGE", wecom::base64_encode("not an image")}}, 4096);
     ::setenv("QUNBOT_FAKE_FINANCE_SDK", dir.file("sdk.json").c_str(), 1);
-    test::write_file(dir.file("v1.pem"), keys().pem());
     storage::Journal::Options jo;
     jo.path = dir.file("q.db");
     storage::Journal journal(jo);
     bot::Registry metrics;
-    bot::Archive::Options ao;
-    ao.database = jo.path;
-    ao.config.library = QUNBOT_FAKE_FINANCE_SDK;
-    ao.config.secret = core::Secret(archive_secret);
-    ao.config.private_keys = {{1, dir.file("v1.pem")}};
+    auto ao = archive_options(dir);
     ao.config.scan_qr = true;
-    ao.tenant = corp;
-    ao.app = "t";
     auto archive = bot::Archive::create(journal, metrics, ao);
     REQUIRE(archive.ok());
     REQUIRE(*(*archive)->pull() == 2);
