@@ -63,25 +63,45 @@ const RE2& domain_re()
     return re;
 }
 
-// Domains, ids and numbers need Latin letters or digits: ASCII, full-width (U+FF10–FF5A) or
-// circled (U+2460–24FF). Plain Chinese chatter has none, and skips the regexes entirely.
-bool may_hold_latin(std::string_view t)
-{
-    for (const unsigned char c : t) {
-        if (c < 0x80 && std::isalnum(c)) return true;
-    }
-    return t.find("\xEF\xBC") != std::string_view::npos || t.find("\xEF\xBD") != std::string_view::npos ||
-           t.find("\xE2\x91") != std::string_view::npos || t.find("\xE2\x92") != std::string_view::npos ||
-           t.find("\xE2\x93") != std::string_view::npos;
-}
-
 } // namespace
+
+// One pass, no search calls: this runs on every message and nearly always finds nothing.
+LatinCount count_latin(std::string_view t)
+{
+    LatinCount n;
+    const auto* p = reinterpret_cast<const unsigned char*>(t.data());
+    const std::size_t size = t.size();
+    for (std::size_t i = 0; i < size; ++i) {
+        const unsigned char c = p[i];
+        // Branch-free for ASCII: bytes from 0x80 up fall outside both ranges.
+        n.digits += static_cast<unsigned>(c - '0') < 10u ? 1 : 0;
+        n.letters += static_cast<unsigned>((c | 0x20) - 'a') < 26u ? 1 : 0;
+        if (c < 0xE2) continue;
+        if (c == 0xEF && i + 2 < size) {
+            // Full-width digits U+FF10–FF19 and letters U+FF21–FF3A, U+FF41–FF5A (not ，！？).
+            const unsigned char b1 = p[i + 1], b2 = p[i + 2];
+            if (b1 == 0xBC && b2 >= 0x90 && b2 <= 0x99) ++n.digits;
+            else if ((b1 == 0xBC && b2 >= 0xA1 && b2 <= 0xBA) || (b1 == 0xBD && b2 >= 0x81 && b2 <= 0x9A)) ++n.letters;
+        } else if (c == 0xE2 && i + 2 < size) {
+            // Circled letters U+24B6–24E9 (E2 92 B6 – E2 93 A9), which normalisation folds to a–z.
+            const unsigned char b1 = p[i + 1], b2 = p[i + 2];
+            if ((b1 == 0x92 && b2 >= 0xB6) || (b1 == 0x93 && b2 <= 0xA9)) ++n.letters;
+        }
+    }
+    return n;
+}
 
 std::vector<std::string> find_domains(std::string_view text)
 {
     std::vector<std::string> out;
-    if (!may_hold_latin(text)) return out;
+    if (!count_latin(text).may_hold_domain()) return out;
     const auto s = dotted(text);
+    // A domain is a dot and then a letter (its top-level name).
+    bool dot_letter = false;
+    for (std::size_t i = s.find('.'); i != std::string::npos && !dot_letter; i = s.find('.', i + 1)) {
+        dot_letter = i + 1 < s.size() && s[i + 1] >= 'a' && s[i + 1] <= 'z';
+    }
+    if (!dot_letter) return out;
     re2::StringPiece input(s);
     std::string domain;
     while (RE2::FindAndConsume(&input, domain_re(), &domain)) {
@@ -103,20 +123,21 @@ bool domain_allowed(std::string_view domain, const std::vector<std::string>& all
 ContactBait find_contact_bait(std::string_view text)
 {
     ContactBait b;
-    if (!may_hold_latin(text)) return b;
+    const auto count = count_latin(text);
+    if (!count.may_hold_contact()) return b;
     auto s = normalize(text, Fold::regex);
     for (std::string_view plus : {"＋", "➕", "十"}) replace_all(s, plus, "+");
     const auto digits = squeezed_digits(s);
     // A mainland mobile number not inside a longer run of digits (order numbers are longer).
     static const RE2 phone(R"((?:^|[^0-9])(1[3-9][0-9]{9})(?:[^0-9]|$))");
-    b.phone = RE2::PartialMatch(digits, phone);
+    b.phone = count.digits >= 11 && RE2::PartialMatch(digits, phone);
     static const RE2 qq(R"((?:qq|扣扣|企鹅|q号|球球)[^0-9a-z]{0,6}([1-9][0-9]{4,10})(?:[^0-9]|$))");
-    b.qq = RE2::PartialMatch(digits, qq);
+    b.qq = count.digits >= 5 && RE2::PartialMatch(digits, qq);
     // A WeChat id (6–20 characters, a letter first) after a word that offers it, with at most a
     // few characters between ("加V：abc_123", "vx abc123", "微信号是abc123").
     static const RE2 wechat(
         R"((?:加\s*v|\+\s*v|加\s*微|加\s*薇|加\s*威|加我|\bvx\b|\bwx\b|v信|微信号|微信|薇信|威信|徽信|卫星|薇\s*:|v\s*:|vx:|wx:)[^a-z0-9]{0,6}([a-z][-_a-z0-9]{5,19})(?:[^-_a-z0-9]|$))");
-    b.wechat = RE2::PartialMatch(digits, wechat);
+    b.wechat = count.letters >= 1 && count.letters + count.digits >= 6 && RE2::PartialMatch(digits, wechat);
     return b;
 }
 

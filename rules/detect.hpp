@@ -12,6 +12,19 @@
 
 namespace qunbot::rules {
 
+/// Latin letters and digits in a text (ASCII, full-width, circled letters). Domains, ids and
+/// phone numbers are made of them; plain Chinese chatter has few or none, and the detectors
+/// below then return at once.
+struct LatinCount {
+    int letters = 0;
+    int digits = 0;
+    /// A top-level domain alone is two letters.
+    [[nodiscard]] bool may_hold_domain() const noexcept { return letters >= 2; }
+    /// A QQ number is five digits, a WeChat id six characters; a phone number is longer.
+    [[nodiscard]] bool may_hold_contact() const noexcept { return letters + digits >= 5; }
+};
+[[nodiscard]] LatinCount count_latin(std::string_view text);
+
 /// Domains (lower case, without "www.") that `text` links to or spells out.
 [[nodiscard]] std::vector<std::string> find_domains(std::string_view text);
 /// Whether `domain` is `allowed` or a subdomain of it.

@@ -3,12 +3,14 @@
 #include "rules/detect.hpp"
 #include "rules/text.hpp"
 
+#include <re2/filtered_re2.h>
 #include <re2/re2.h>
 #include <re2/set.h>
 
 #include <algorithm>
 #include <bit>
 #include <ctime>
+#include <optional>
 
 namespace qunbot::rules {
 
@@ -83,22 +85,85 @@ std::vector<DrawEntry> draw_entries(const RuleSet& set, const core::Event& e)
 }
 
 struct RegexSet {
-    explicit RegexSet(const RE2::Options& opts) : set(opts, RE2::UNANCHORED) {}
+    explicit RegexSet(const RE2::Options& opts) : set(opts, RE2::UNANCHORED), filter(2) {}
     RE2::Set set;
     int size = 0;
+    /// The prefilter: literal strings ("atoms") at least one of which each pattern needs. They
+    /// join the keyword index, so the one keyword scan finds them too; when none is present no
+    /// pattern can match and the set is not run. Off when some pattern needs no literal, or an
+    /// atom holds a character keyword normalisation changes or drops (see `gate_atom`).
+    re2::FilteredRE2 filter;
+    std::vector<int> atom_number; ///< keyword pattern id → the filter's atom index (-1: none)
+    bool gate = false;
 };
 
 namespace {
 
-void collect_regex(Condition& c, RegexSet& set, bool& ok)
+void collect_regex(Condition& c, RegexSet& set, const RE2::Options& opts, bool& ok, bool& gate)
 {
     if (c.op == Condition::Op::regex && c.regex) {
         std::string error;
         c.regex_index = set.set.Add(c.regex->pattern(), &error);
         ok = ok && c.regex_index >= 0;
+        int filter_index = -1;
+        gate = gate && set.filter.Add(c.regex->pattern(), opts, &filter_index) == RE2::NoError && filter_index == c.regex_index;
         ++set.size;
     }
-    for (auto& child : c.children) collect_regex(child, set, ok);
+    for (auto& child : c.children) collect_regex(child, set, opts, ok, gate);
+}
+
+// Whether an atom found missing from the keyword text is missing from the regex text too.
+// That holds when every character is one both normalisations keep as it is and regex matching
+// cannot reach by case folding: a-z, 0-9, and CJK, kana and Hangul (atoms are lower case;
+// messages are lower-cased for ASCII only). Keyword normalisation then only removes characters
+// around such a run, never inside it.
+bool gate_atom(std::string_view atom)
+{
+    for (std::size_t i = 0; i < atom.size();) {
+        const auto b = static_cast<unsigned char>(atom[i]);
+        if (b < 0x80) {
+            if (!((b >= 'a' && b <= 'z') || (b >= '0' && b <= '9'))) return false;
+            ++i;
+            continue;
+        }
+        std::uint32_t cp = 0;
+        std::size_t n = 0;
+        if ((b & 0xF0) == 0xE0) { cp = b & 0x0Fu; n = 3; }
+        else if ((b & 0xF8) == 0xF0) { cp = b & 0x07u; n = 4; }
+        else return false; // two-byte characters: Latin, Greek, Cyrillic letters with case
+        if (i + n > atom.size()) return false;
+        for (std::size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(atom[i + k]) & 0x3Fu);
+        i += n;
+        const bool cjk = ((cp >= 0x2E80 && cp <= 0x9FFF) && !(cp >= 0x3000 && cp <= 0x303F) && cp != 0x30FB) ||
+                         (cp >= 0xAC00 && cp <= 0xD7AF) || (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x20000 && cp <= 0x3FFFF);
+        if (!cjk) return false;
+    }
+    return true;
+}
+
+// Sets up the prefilter once all patterns are in the filter: its atoms join `keywords`.
+void build_gate(RegexSet& set, KeywordIndex& keywords)
+{
+    std::vector<std::string> atoms;
+    set.filter.Compile(&atoms);
+    std::vector<int> unfiltered;
+    set.filter.AllPotentials({}, &unfiltered);
+    if (!unfiltered.empty() || atoms.empty()) {
+        set.gate = false;
+        return;
+    }
+    for (std::size_t i = 0; i < atoms.size(); ++i) {
+        if (atoms[i].empty() || !gate_atom(atoms[i])) {
+            set.gate = false;
+            return;
+        }
+    }
+    for (std::size_t i = 0; i < atoms.size(); ++i) {
+        const auto p = keywords.add(atoms[i]);
+        if (set.atom_number.size() <= p) set.atom_number.resize(p + 1, -1);
+        set.atom_number[p] = static_cast<int>(i);
+    }
+    set.atom_number.resize(keywords.pattern_count(), -1);
 }
 
 // The regex pattern a condition cannot hold without (a regex leaf, or one inside an `all`).
@@ -129,9 +194,10 @@ void build_regex_set(RuleSet& rules)
     opts.set_never_capture(true);
     auto set = std::make_shared<RegexSet>(opts);
     bool ok = true;
+    bool gate = true;
     for (auto& r : rules.rules) {
-        if (r.has_when) collect_regex(r.when, *set, ok);
-        if (r.has_unless) collect_regex(r.unless, *set, ok);
+        if (r.has_when) collect_regex(r.when, *set, opts, ok, gate);
+        if (r.has_unless) collect_regex(r.unless, *set, opts, ok, gate);
     }
     // Any pattern the set cannot take (or a failed compile) falls back to one search per condition.
     if (!ok || set->size == 0 || !set->set.Compile()) {
@@ -142,6 +208,8 @@ void build_regex_set(RuleSet& rules)
         rules.regex_set.reset();
         return;
     }
+    set->gate = gate;
+    if (gate) build_gate(*set, rules.keywords);
     rules.regex_set = std::move(set);
     // Message rules that need a regex leave the every-event list: the set's one pass decides
     // whether they are candidates at all.
@@ -156,6 +224,11 @@ void build_regex_set(RuleSet& rules)
     });
 }
 
+bool regex_prefilter_active(const RuleSet& rules) noexcept
+{
+    return rules.regex_set && rules.regex_set->gate;
+}
+
 const DrawSpec* RuleSet::find_draw(std::string_view id) const
 {
     for (const auto& d : draws) if (d.id == id) return &d;
@@ -164,7 +237,7 @@ const DrawSpec* RuleSet::find_draw(std::string_view id) const
 
 const MemberInfo* State::member(std::string_view id) const
 {
-    auto it = members.find(std::string(id));
+    auto it = members.find(id);
     return it == members.end() ? nullptr : &it->second;
 }
 
@@ -205,15 +278,22 @@ bool contains(const std::vector<std::string>& v, std::string_view x)
 // Per-thread scratch so a message evaluation allocates nothing in the steady state.
 struct Scratch {
     std::vector<int> regex_hits;      // indices of regex_set patterns that matched this text
+    std::vector<int> atom_hits;       // prefilter atoms found in the text by the keyword scan
+    bool atoms_scanned = false;
+    std::vector<int> potentials;      // patterns the prefilter lets through
     bool regex_set_ready = false;
     std::vector<std::uint32_t> stamp; // keyword set → generation it last matched in
     std::uint32_t generation = 0;
     std::vector<std::uint32_t> matched_sets;
     std::vector<std::uint32_t> matched_patterns;
     std::vector<std::uint32_t> candidates;
-    std::string keyword_text;
-    std::string regex_text;
+    std::string keyword_buffer;
+    std::string regex_buffer;
+    std::string_view keyword_text; // the event's text itself, or a buffer
+    std::string_view regex_text;
     bool regex_ready = false;
+    std::optional<LatinCount> latin; // count_latin(event text), once needed
+    std::vector<std::string_view> subjects;
 };
 
 Scratch& scratch()
@@ -231,23 +311,37 @@ struct Context {
 
     [[nodiscard]] bool set_matched(std::uint32_t set) const { return s.stamp[set] == s.generation; }
 
+    // The link and contact detectors need Latin letters or digits; most messages have none.
+    const LatinCount& latin()
+    {
+        if (!s.latin) s.latin = count_latin(event.text);
+        return *s.latin;
+    }
+
     // Whether regex condition `index` matches: the whole set is run once per text.
     bool regex_hit(int index)
     {
         if (!s.regex_set_ready) {
             s.regex_hits.clear();
-            rules.regex_set->set.Match(regex_text(), &s.regex_hits);
-            std::sort(s.regex_hits.begin(), s.regex_hits.end());
             s.regex_set_ready = true;
+            const auto& rs = *rules.regex_set;
+            if (rs.gate && s.atoms_scanned) {
+                if (s.atom_hits.empty()) return false;
+                std::sort(s.atom_hits.begin(), s.atom_hits.end());
+                s.atom_hits.erase(std::unique(s.atom_hits.begin(), s.atom_hits.end()), s.atom_hits.end());
+                rs.filter.AllPotentials(s.atom_hits, &s.potentials);
+                if (s.potentials.empty()) return false;
+            }
+            rs.set.Match(regex_text(), &s.regex_hits);
+            std::sort(s.regex_hits.begin(), s.regex_hits.end());
         }
         return std::binary_search(s.regex_hits.begin(), s.regex_hits.end(), index);
     }
 
-    const std::string& regex_text()
+    std::string_view regex_text()
     {
         if (!s.regex_ready) {
-            s.regex_text.clear();
-            normalize_into(event.text, Fold::regex, s.regex_text);
+            s.regex_text = normalized(event.text, Fold::regex, s.regex_buffer);
             s.regex_ready = true;
         }
         return s.regex_text;
@@ -257,7 +351,6 @@ struct Context {
 // Evaluates `c` for `member`; on false, `why` (when asked) says which leaf decided it.
 bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::string* why)
 {
-    const MemberInfo* member = ctx.state.member(member_id);
     switch (c.op) {
     case Condition::Op::all:
         for (const auto& child : c.children) {
@@ -279,6 +372,11 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
         return true;
     default: break;
     }
+    // Only the conditions about the member look them up: text conditions run for every message.
+    using Op = Condition::Op;
+    const bool about_member = c.op == Op::blacklisted || c.op == Op::nickname || c.op == Op::newcomer || c.op == Op::repeat ||
+                              c.op == Op::flood || c.op == Op::has_tag || c.op == Op::active_days;
+    const MemberInfo* member = about_member ? ctx.state.member(member_id) : nullptr;
     bool r = false;
     switch (c.op) {
     case Condition::Op::contains:
@@ -287,6 +385,7 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
         r = c.regex_index >= 0 && ctx.rules.regex_set ? ctx.regex_hit(c.regex_index) : RE2::PartialMatch(ctx.regex_text(), *c.regex);
         break;
     case Condition::Op::links:
+        if (!ctx.latin().may_hold_domain()) break;
         for (const auto& d : find_domains(ctx.event.text)) {
             if (!domain_allowed(d, c.values)) {
                 r = true;
@@ -345,6 +444,7 @@ bool holds(const Condition& c, Context& ctx, std::string_view member_id, std::st
         }
         break;
     case Condition::Op::contact_bait: {
+        if (!ctx.latin().may_hold_contact()) break;
         const auto b = find_contact_bait(ctx.event.text);
         r = (b.wechat && contains(c.values, "wechat")) || (b.phone && contains(c.values, "phone")) || (b.qq && contains(c.values, "qq"));
         break;
@@ -696,24 +796,29 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
     }
     s.matched_sets.clear();
     s.matched_patterns.clear();
+    s.atom_hits.clear();
+    s.atoms_scanned = false;
     s.regex_ready = false;
     s.regex_set_ready = false;
+    s.latin.reset();
     Context ctx{rules, event, state, s, options.explain};
 
     const auto ti = static_cast<std::size_t>(trigger);
     s.candidates.clear();
     if (trigger == Trigger::message) {
-        s.keyword_text.clear();
-        normalize_into(event.text, Fold::keyword, s.keyword_text);
+        s.keyword_text = normalized(event.text, Fold::keyword, s.keyword_buffer);
         auto mark = [&](std::uint32_t set) {
             if (s.stamp[set] == s.generation) return;
             s.stamp[set] = s.generation;
             s.matched_sets.push_back(set);
         };
+        const std::vector<int>* atoms = rules.regex_set && rules.regex_set->gate ? &rules.regex_set->atom_number : nullptr;
         rules.keywords.scan(s.keyword_text, [&](std::uint32_t p) {
             if (options.explain) s.matched_patterns.push_back(p);
             for (auto set : rules.pattern_sets[p]) mark(set);
+            if (atoms && (*atoms)[p] >= 0) s.atom_hits.push_back((*atoms)[p]);
         });
+        s.atoms_scanned = true;
         if (!rules.exact_sets.empty()) {
             if (auto it = rules.exact_sets.find(s.keyword_text); it != rules.exact_sets.end()) {
                 for (auto set : it->second) mark(set);
@@ -749,10 +854,11 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
     }
 
     // Who a rule is about: each joiner / leaver, the sender, the new contact.
-    std::vector<std::string> subjects;
-    if (trigger == Trigger::member_joined || trigger == Trigger::member_left) subjects = event.members;
-    else if (trigger == Trigger::message) subjects = {event.actor};
-    else subjects = {event.subject};
+    auto& subjects = s.subjects;
+    subjects.clear();
+    if (trigger == Trigger::member_joined || trigger == Trigger::member_left) subjects.assign(event.members.begin(), event.members.end());
+    else if (trigger == Trigger::message) subjects.push_back(event.actor);
+    else subjects.push_back(event.subject);
 
     for (const auto idx : s.candidates) {
         const Rule& rule = rules.rules[idx];
@@ -791,7 +897,7 @@ Decision evaluate(const RuleSet& rules, const core::Event& event, const State& s
                 reason_taken = true;
                 continue;
             }
-            passing.push_back(m);
+            passing.emplace_back(m);
         }
         if (passing.empty()) {
             if (options.explain) record(fail, why_not);

@@ -55,7 +55,7 @@ struct State {
     std::int64_t now_ms = 0;
     int utc_offset_s = 8 * 3600;    ///< local time for dates and "days" (China Standard Time)
     GroupInfo group;
-    std::unordered_map<std::string, MemberInfo> members; ///< by id; missing ones count as unknown
+    std::unordered_map<std::string, MemberInfo, TextHash, std::equal_to<>> members; ///< by id; missing ones count as unknown
     std::vector<Batch> batches;     ///< open batches of this group
     /// Cooldown key (see `cooldown_key`) → until (ms). Only keys that may matter need be present.
     std::unordered_map<std::string, std::int64_t> cooldowns;
@@ -135,8 +135,12 @@ struct EvaluateOptions {
 /// keyed by tenant, rule, slot and group, so a slot is performed at most once per group.
 [[nodiscard]] Decision plan_scheduled(const Rule& rule, const State& state, const std::string& slot_key, const std::string& tenant,
                                       const std::string& platform, const std::string& app);
-/// Builds `rules.regex_set` from its regex conditions (the loader calls it).
+/// Builds `rules.regex_set` from its regex conditions, and adds the literals its prefilter
+/// looks for to `rules.keywords`, which must not be built yet (the loader calls it).
 void build_regex_set(RuleSet& rules);
+/// Whether message regexes are gated by their literal prefilter (a message holding none of the
+/// literals the patterns need skips the regex pass). Off when some pattern needs no literal.
+[[nodiscard]] bool regex_prefilter_active(const RuleSet& rules) noexcept;
 
 /// A member who may be entering a draw by this event, and how ("keyword" or "join").
 struct DrawEntry {

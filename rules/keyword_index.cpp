@@ -1,5 +1,6 @@
 #include "rules/keyword_index.hpp"
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
@@ -95,6 +96,24 @@ void KeywordIndex::build()
         nodes_[i].dense = static_cast<std::uint32_t>(dense_.size());
         dense_.resize(dense_.size() + width, none);
         for (const auto& [c, t] : kids[i]) dense_[nodes_[i].dense + c] = t;
+    }
+
+    // The prefilter: one-character patterns by char id, and the first two characters of the others.
+    single_.assign(width, 0);
+    pairs_.assign((std::size_t{1} << pair_bits) / 64, 0);
+    max_depth_ = 0;
+    for (const auto& [c, t] : kids[0]) {
+        if (nodes_[t].pattern != none) single_[c] = 1;
+        for (const auto& [c2, t2] : kids[t]) {
+            (void)t2;
+            const auto h = pair_hash(c, c2);
+            pairs_[h >> 6] |= std::uint64_t{1} << (h & 63);
+        }
+    }
+    for (const auto& p : patterns_) {
+        std::size_t chars = 0;
+        for (std::size_t i = 0; i < p.size(); ++chars) decode(p, i);
+        max_depth_ = std::max(max_depth_, chars);
     }
 
     // Node order is breadth-first, so a node's failure target is final before its children's.

@@ -1,9 +1,14 @@
 #pragma once
 /// \file
-/// Multi-pattern substring search (Aho–Corasick over characters). One pass over a message finds
-/// every keyword of every rule, however many rules there are; no word boundaries are assumed,
-/// so keywords match inside Chinese text. The automaton steps once per character, not per
-/// byte, and a character that occurs in no keyword sends it straight back to the root.
+/// Multi-pattern substring search. One pass over a message finds every keyword of every rule,
+/// however many rules there are; no word boundaries are assumed, so keywords match inside
+/// Chinese text. Work is per character, not per byte.
+///
+/// A scan first maps each character to an id (0: in no keyword) and tests each adjacent pair
+/// against a small bitmap of the pairs keywords start with. Most positions of ordinary chatter
+/// fail that test, and the few that pass are checked by walking the trie. Texts with many
+/// candidates (so that walking from each could cost more than a pass) are scanned with the
+/// Aho–Corasick automaton instead, so the worst case stays linear in the text.
 
 #include <cstdint>
 #include <memory>
@@ -37,10 +42,71 @@ public:
     void scan(std::string_view text, F&& found) const
     {
         if (nodes_.empty()) return; // not built, or no patterns
-        std::uint32_t s = 0;
-        std::size_t i = 0;
-        while (i < text.size()) {
+        thread_local ScanScratch scratch;
+        auto& ids = scratch.ids;
+        auto& starts = scratch.starts;
+        ids.clear();
+        starts.clear();
+        std::uint32_t prev = 0;
+        for (std::size_t i = 0; i < text.size();) {
             const std::uint32_t c = char_id(text, i);
+            if (c != 0) {
+                const auto n = static_cast<std::uint32_t>(ids.size());
+                if (prev != 0 && pair_possible(prev, c)) starts.push_back(n - 1);
+                if (single_[c]) starts.push_back(n);
+            }
+            ids.push_back(c);
+            prev = c;
+        }
+        if (starts.empty()) return;
+        // Each candidate costs at most max_depth_ steps; a pass costs one step per character.
+        if (starts.size() * max_depth_ > 2 * ids.size() + 64) {
+            scan_automaton(ids, found);
+            return;
+        }
+        // A position can be listed twice (a one-character keyword there, and a pair from it).
+        std::uint32_t last = none;
+        for (const std::uint32_t at : starts) {
+            if (at == last) continue;
+            last = at;
+            std::uint32_t s = root_[ids[at]];
+            if (s == none) continue; // a pair hash collision on a character no keyword starts with
+            for (std::size_t k = at;;) {
+                if (nodes_[s].pattern != none) found(nodes_[s].pattern);
+                if (++k == ids.size() || ids[k] == 0) break;
+                s = step(s, ids[k]);
+                if (s == none) break;
+            }
+        }
+    }
+
+    /// The length in characters of the longest pattern.
+    [[nodiscard]] std::size_t max_depth() const noexcept { return max_depth_; }
+
+private:
+    static constexpr std::uint32_t none = 0xFFFFFFFF;
+    static constexpr unsigned pair_bits = 17; ///< 16 KB: fits L1 beside the text
+
+    struct ScanScratch {
+        std::vector<std::uint32_t> ids;    ///< char id of each character of the text
+        std::vector<std::uint32_t> starts; ///< character positions where a keyword may start
+    };
+
+    [[nodiscard]] static std::uint32_t pair_hash(std::uint32_t a, std::uint32_t b) noexcept
+    {
+        return ((a * 0x9E3779B1u) ^ (b * 0x85EBCA77u)) >> (32 - pair_bits);
+    }
+    [[nodiscard]] bool pair_possible(std::uint32_t a, std::uint32_t b) const noexcept
+    {
+        const auto h = pair_hash(a, b);
+        return (pairs_[h >> 6] >> (h & 63)) & 1u;
+    }
+
+    template <class F>
+    void scan_automaton(const std::vector<std::uint32_t>& ids, F& found) const
+    {
+        std::uint32_t s = 0;
+        for (const std::uint32_t c : ids) {
             if (c == 0) { s = 0; continue; } // in no keyword: no match can span it
             for (;;) {
                 const std::uint32_t t = s == 0 ? root_[c] : step(s, c);
@@ -54,8 +120,6 @@ public:
         }
     }
 
-private:
-    static constexpr std::uint32_t none = 0xFFFFFFFF;
     struct Node {
         std::uint32_t first_edge = 0; ///< edges_[first_edge, first_edge + edge_count), sorted by char
         std::uint32_t edge_count = 0;
@@ -128,6 +192,9 @@ private:
     std::vector<Edge> edges_;
     std::vector<std::uint32_t> root_;  ///< char id → child of the root (dense)
     std::vector<std::uint32_t> dense_; ///< full rows (one entry per char id) of busy nodes
+    std::vector<std::uint8_t> single_; ///< char id → whether that one character is a pattern
+    std::vector<std::uint64_t> pairs_; ///< bitmap of pair_hash(first, second) of longer patterns
+    std::size_t max_depth_ = 0;
     std::vector<std::uint32_t> bmp_;   ///< code point (BMP) → char id (0: in no pattern)
     std::unordered_map<std::uint32_t, std::uint32_t> astral_; ///< other code points → char id
     struct Building; ///< the trie while patterns are added; released by `build`

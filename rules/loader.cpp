@@ -204,7 +204,9 @@ public:
         });
         if (result_.error_count() == 0) {
             finish();
-            build_regex_set(set_);
+            build_regex_set(set_); // adds the regex prefilter's literals to the keyword index
+            set_.keywords.build();
+            set_.pattern_sets.resize(set_.keywords.pattern_count());
             result_.rules = std::make_shared<const RuleSet>(std::move(set_));
         }
         return std::move(result_);
@@ -1669,7 +1671,6 @@ private:
 
     void finish()
     {
-        set_.keywords.build();
         set_.pattern_sets.resize(set_.keywords.pattern_count());
         set_.set_rules.resize(set_.keyword_set_count);
         for (std::uint32_t i = 0; i < set_.rules.size(); ++i) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -34,6 +35,12 @@ inline constexpr std::size_t trigger_count = 5; ///< rule triggers (`draw` exclu
 
 /// A named selection of groups (`groups:`). Every given criterion must hold; each list matches
 /// if any of its entries does. An empty selection matches every group.
+/// Hash for maps keyed by text that are looked up by `std::string_view` without a copy.
+struct TextHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 struct GroupSelection {
     std::string name;
     std::vector<std::string> ids;
@@ -134,7 +141,7 @@ struct RuleSet {
     std::uint32_t keyword_set_count = 0;
     KeywordIndex keywords;                            ///< every `contains` keyword of every rule
     std::vector<std::vector<std::uint32_t>> pattern_sets; ///< pattern id → keyword sets containing it
-    std::unordered_map<std::string, std::vector<std::uint32_t>> exact_sets; ///< normalised text → sets
+    std::unordered_map<std::string, std::vector<std::uint32_t>, TextHash, std::equal_to<>> exact_sets; ///< normalised text → sets
     /// Per trigger: rules that must be checked for every event (file order), and for message
     /// rules that need a keyword, keyword set → rules anchored on it.
     std::vector<std::uint32_t> unanchored[trigger_count];

@@ -11,19 +11,24 @@
 namespace qunbot::rules {
 
 enum class Fold {
-    /// Width (U+FF01–FF5E to ASCII, ideographic space, circled letters), ASCII case, zero-width
-    /// and format characters removed, whitespace runs collapsed to one space and trimmed.
-    /// What user regexes see.
+    /// Width (U+FF01–FF5E to ASCII, ideographic space, circled letters, ➕ to +), ASCII case,
+    /// zero-width and format characters (and emoji variation selectors, skin tones) removed,
+    /// whitespace runs collapsed to one space and trimmed. What user regexes see.
     regex,
-    /// `regex`, plus every whitespace removed and "+" read as "加" (加V, +V, ＋Ｖ, 加 v are one
-    /// keyword). What keyword and exact matching see.
+    /// `regex`, plus every whitespace removed, "+" read as "加" (加V, +V, ＋Ｖ, 加 v are one
+    /// keyword), and punctuation, symbols and emoji removed unless they sit between two ASCII
+    /// letters or digits ("加.微.信" and "刷🔥单" are 加微信 and 刷单; "3.15" stays). What keyword
+    /// and exact matching see.
     keyword,
 };
 
-/// Normalises UTF-8 `text`. Invalid UTF-8 bytes are kept as they are.
+/// Normalises UTF-8 `text`. Invalid UTF-8 bytes (overlong forms included) are kept as they are.
 [[nodiscard]] std::string normalize(std::string_view text, Fold fold);
 /// Appends the normalisation of `text` to `out` (no allocation when `out` has capacity).
 void normalize_into(std::string_view text, Fold fold, std::string& out);
+/// The normalisation of `text`: `text` itself when normalising changes nothing (most plain
+/// Chinese messages, found without copying), else `buffer` filled with it.
+[[nodiscard]] std::string_view normalized(std::string_view text, Fold fold, std::string& buffer);
 
 /// A fingerprint of a message's text for "the same text again": 16 hex characters of FNV-1a
 /// over its keyword normalisation (so 加V and ＋ｖ variants of one ad are the same text).

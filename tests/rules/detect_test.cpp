@@ -37,6 +37,20 @@ TEST_CASE("domains: plain, obfuscated, full-width and spaced, but not ordinary w
     CHECK_FALSE(rules::domain_allowed("fakejd.com", {"jd.com"}));
 }
 
+TEST_CASE("Latin letters and digits are counted in every width, and Chinese punctuation is not one", "[detect]")
+{
+    const auto plain = rules::count_latin("价格，优惠！今天。");
+    CHECK(plain.letters == 0);
+    CHECK(plain.digits == 0);
+    // Ａ Ｂ (U+FF21, FF22), ｃ (U+FF43), １ ２ (U+FF11, FF12), ⓐ Ⓩ (U+24D0, 24CF); ① is not a digit.
+    const auto wide = rules::count_latin("ＡＢｃ１２ⓐⓏ，①x9");
+    CHECK(wide.letters == 6);
+    CHECK(wide.digits == 3);
+    CHECK_FALSE(rules::count_latin("39.9元").may_hold_domain());
+    CHECK_FALSE(rules::count_latin("2箱").may_hold_contact());
+    CHECK(rules::count_latin("v12345").may_hold_contact());
+}
+
 TEST_CASE("contact bait: WeChat ids, phone numbers and QQ numbers in their disguises", "[detect]")
 {
     for (const char* t : {"加我微信 zhang_san888", "加V：money8899", "➕v: tiantian_520", "+v: abc123x", "加薇 lily_shop66", "vx：abc12345",

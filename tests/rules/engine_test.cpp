@@ -1,7 +1,12 @@
 #include "rules/engine.hpp"
 #include "rules/loader.hpp"
+#include "rules/text.hpp"
 
 #include <catch2/catch.hpp>
+#include <re2/re2.h>
+
+#include <random>
+#include <set>
 
 using namespace qunbot;
 using rules::Decision;
@@ -97,6 +102,8 @@ TEST_CASE("Chinese keyword matching sees through width, case, zero-width and spa
     CHECK(fires(*set, "加\u200dV"));         // zero-width joiner between the characters
     CHECK(fires(*set, "朋友们加\u200b微\u200b信领券")); // inside a sentence, zero-width spaces
     CHECK(fires(*set, "在家刷 单日赚"));
+    CHECK(fires(*set, "加.微.信了解"));                   // punctuation between the characters
+    CHECK(fires(*set, "在家刷\U0001F525单日赚"));          // an emoji between them
     CHECK_FALSE(fires(*set, "加油"));
     CHECK_FALSE(fires(*set, "微信支付可以吗"));
 }
@@ -122,6 +129,60 @@ rules:
     d = rules::evaluate(*set, message(customer1, "电话１３８００１３８０００"), group_state());
     REQUIRE(d.actions.size() == 1);
     CHECK(d.actions[0].rule_id == "phone");
+}
+
+namespace {
+// The rule ids that fire on `text`.
+std::set<std::string> fired(const rules::RuleSet& set, const std::string& text)
+{
+    std::set<std::string> out;
+    for (const auto& a : rules::evaluate(set, message(customer1, text), group_state()).actions) out.insert(a.rule_id);
+    return out;
+}
+} // namespace
+
+TEST_CASE("regex rules fire exactly when their pattern matches, with and without the literal prefilter", "[rules][engine]")
+{
+    // Each pattern needs a literal (a CJK word or ASCII letters), so the prefilter is on; adding
+    // a pattern with no literal, or a literal with non-ASCII case, turns it off.
+    const std::vector<std::string> gated = {"价格.{0,4}[0-9]{3}", "(优惠|福利)券", "加.?微", "[a-z]{2}店", "(?:团购|秒杀)[0-9]+",
+                                            "klm", "qq.*群"};
+    const std::vector<std::vector<std::string>> sets = {gated, {"价格.{0,4}[0-9]{3}", "[0-9]{11}"}, {"加.?微", "café"}};
+    const std::vector<std::string> fragments = {"价格", "123", "4567", "优惠", "福利", "券", "加", "微", "店", "ab", "KLM", "\u212Alm",
+                                                "团购", "秒杀", "99", " ", "qq", "QQ", "群", "13800138000", "CAFÉ", "café", "的", "好"};
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<std::size_t> pick(0, fragments.size() - 1);
+    std::uniform_int_distribution<int> count(1, 7);
+    RE2::Options opts;
+    opts.set_case_sensitive(false);
+    for (std::size_t si = 0; si < sets.size(); ++si) {
+        std::string yaml = "version: 1\nrules:\n";
+        std::vector<std::unique_ptr<RE2>> oracles;
+        for (std::size_t i = 0; i < sets[si].size(); ++i) {
+            yaml += "  - id: r" + std::to_string(i) + "\n    on: message\n    when: { regex: \"" + sets[si][i] + "\" }\n    do: [ { reply: x } ]\n";
+            oracles.push_back(std::make_unique<RE2>(sets[si][i], opts));
+            REQUIRE(oracles.back()->ok());
+        }
+        const auto set = compile(yaml);
+        CHECK(rules::regex_prefilter_active(*set) == (si == 0));
+        int fired_somewhere = 0;
+        for (int t = 0; t < 2000; ++t) {
+            std::string text;
+            for (int k = count(rng); k > 0; --k) text += fragments[pick(rng)];
+            std::set<std::string> expected;
+            const auto folded = rules::normalize(text, rules::Fold::regex);
+            for (std::size_t i = 0; i < oracles.size(); ++i) {
+                if (RE2::PartialMatch(folded, *oracles[i])) expected.insert("r" + std::to_string(i));
+            }
+            fired_somewhere += expected.empty() ? 0 : 1;
+            INFO(text);
+            REQUIRE(fired(*set, text) == expected);
+        }
+        CHECK(fired_somewhere > 200); // the texts do exercise the patterns
+    }
+    // The Kelvin sign is a k to a case-insensitive regex; it is folded, so the literal "klm" is found.
+    CHECK(fired(*compile("version: 1\nrules:\n  - id: k\n    on: message\n    when: { regex: klm }\n    do: [ { reply: x } ]\n"), "\u212Alm") ==
+          std::set<std::string>{"k"});
 }
 
 TEST_CASE("a catastrophic-backtracking pattern runs in linear time on RE2", "[rules][engine]")
