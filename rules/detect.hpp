@@ -24,6 +24,9 @@ struct LatinCount {
     [[nodiscard]] bool may_hold_contact() const noexcept { return letters + digits >= 5; }
 };
 [[nodiscard]] LatinCount count_latin(std::string_view text);
+/// The same count over text already normalised for keywords, where every Latin letter and digit
+/// is ASCII: one branch-free (vectorised) pass.
+[[nodiscard]] LatinCount count_latin_folded(std::string_view keyword_text);
 
 /// Domains (lower case, without "www.") that `text` links to or spells out.
 [[nodiscard]] std::vector<std::string> find_domains(std::string_view text);

@@ -314,7 +314,7 @@ struct Context {
     // The link and contact detectors need Latin letters or digits; most messages have none.
     const LatinCount& latin()
     {
-        if (!s.latin) s.latin = count_latin(event.text);
+        if (!s.latin) s.latin = s.atoms_scanned ? count_latin_folded(s.keyword_text) : count_latin(event.text);
         return *s.latin;
     }
 

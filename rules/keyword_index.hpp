@@ -45,23 +45,22 @@ public:
         thread_local ScanScratch scratch;
         auto& ids = scratch.ids;
         auto& starts = scratch.starts;
-        ids.clear();
+        if (ids.size() < text.size()) ids.resize(text.size()); // at most one character per byte
         starts.clear();
-        std::uint32_t prev = 0;
-        for (std::size_t i = 0; i < text.size();) {
+        std::uint32_t prev = 0, n = 0;
+        for (std::size_t i = 0; i < text.size(); ++n) {
             const std::uint32_t c = char_id(text, i);
             if (c != 0) {
-                const auto n = static_cast<std::uint32_t>(ids.size());
                 if (prev != 0 && pair_possible(prev, c)) starts.push_back(n - 1);
                 if (single_[c]) starts.push_back(n);
             }
-            ids.push_back(c);
+            ids[n] = c;
             prev = c;
         }
         if (starts.empty()) return;
         // Each candidate costs at most max_depth_ steps; a pass costs one step per character.
-        if (starts.size() * max_depth_ > 2 * ids.size() + 64) {
-            scan_automaton(ids, found);
+        if (starts.size() * max_depth_ > 2 * std::size_t{n} + 64) {
+            scan_automaton(ids.data(), n, found);
             return;
         }
         // A position can be listed twice (a one-character keyword there, and a pair from it).
@@ -73,7 +72,7 @@ public:
             if (s == none) continue; // a pair hash collision on a character no keyword starts with
             for (std::size_t k = at;;) {
                 if (nodes_[s].pattern != none) found(nodes_[s].pattern);
-                if (++k == ids.size() || ids[k] == 0) break;
+                if (++k == n || ids[k] == 0) break;
                 s = step(s, ids[k]);
                 if (s == none) break;
             }
@@ -103,10 +102,11 @@ private:
     }
 
     template <class F>
-    void scan_automaton(const std::vector<std::uint32_t>& ids, F& found) const
+    void scan_automaton(const std::uint32_t* ids, std::uint32_t n, F& found) const
     {
         std::uint32_t s = 0;
-        for (const std::uint32_t c : ids) {
+        for (std::uint32_t i = 0; i < n; ++i) {
+            const std::uint32_t c = ids[i];
             if (c == 0) { s = 0; continue; } // in no keyword: no match can span it
             for (;;) {
                 const std::uint32_t t = s == 0 ? root_[c] : step(s, c);

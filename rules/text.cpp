@@ -131,11 +131,10 @@ std::size_t plain_run(std::string_view text, std::size_t i, Fold fold)
     return i;
 }
 
-} // namespace
-
-void normalize_into(std::string_view text, Fold fold, std::string& out)
+// Normalises text[i..] onto `out`, whose normalisation began at out[start] (text[..i] was
+// plain and is already there).
+void normalize_from(std::string_view text, std::size_t i, Fold fold, std::string& out, std::size_t start)
 {
-    const std::size_t start = out.size();
     const bool keyword = fold == Fold::keyword;
     bool pending_space = false;
     // Keyword fold: separators go out tentatively from `sep_at` and stay only between two ASCII
@@ -150,7 +149,6 @@ void normalize_into(std::string_view text, Fold fold, std::string& out)
             sep_at = std::string::npos;
         }
     };
-    std::size_t i = 0;
     while (i < text.size()) {
         if (const std::size_t end = plain_run(text, i, fold); end > i) {
             before_char(ascii_alnum(static_cast<unsigned char>(text[i])));
@@ -191,11 +189,19 @@ void normalize_into(std::string_view text, Fold fold, std::string& out)
     if (sep_at != std::string::npos) out.resize(sep_at);
 }
 
+} // namespace
+
+void normalize_into(std::string_view text, Fold fold, std::string& out)
+{
+    normalize_from(text, 0, fold, out, out.size());
+}
+
 std::string_view normalized(std::string_view text, Fold fold, std::string& buffer)
 {
-    if (plain_run(text, 0, fold) == text.size()) return text;
-    buffer.clear();
-    normalize_into(text, fold, buffer);
+    const std::size_t plain = plain_run(text, 0, fold);
+    if (plain == text.size()) return text;
+    buffer.assign(text.data(), plain);
+    normalize_from(text, plain, fold, buffer, 0);
     return buffer;
 }
 

@@ -5,6 +5,7 @@
 #include "bot/moderation_eval.hpp"
 #include "rules/detect.hpp"
 #include "rules/loader.hpp"
+#include "rules/text.hpp"
 #include "storage/database.hpp"
 #include "storage/draw_state.hpp"
 #include "storage/rule_state.hpp"
@@ -49,6 +50,14 @@ TEST_CASE("Latin letters and digits are counted in every width, and Chinese punc
     CHECK_FALSE(rules::count_latin("39.9元").may_hold_domain());
     CHECK_FALSE(rules::count_latin("2箱").may_hold_contact());
     CHECK(rules::count_latin("v12345").may_hold_contact());
+    // Counted after keyword normalisation (the engine's way), the same text gives the same count.
+    for (const char* t : {"价格，优惠！今天。", "ＡＢｃ１２ⓐⓏ，x9", "加Ｖ：ｓｈｏｐ＿ｖｉｐ１", "www点youhui点top", "39.9元 订单号4200001234567"}) {
+        INFO(t);
+        const auto raw = rules::count_latin(t);
+        const auto folded = rules::count_latin_folded(rules::normalize(t, rules::Fold::keyword));
+        CHECK(raw.letters == folded.letters);
+        CHECK(raw.digits == folded.digits);
+    }
 }
 
 TEST_CASE("contact bait: WeChat ids, phone numbers and QQ numbers in their disguises", "[detect]")
