@@ -489,6 +489,7 @@ int run_moderation(const std::string& verb, const std::string& config_path, std:
             std::cout << r.id << "  " << local_time(r.at_ms) << "  " << r.member << "  group " << r.group_id << "  rule " << r.rule_id
                       << "  offence " << r.offence << "  " << r.steps << (r.dry_run ? " (dry run: nothing done)" : "") << "\n    \"" << r.excerpt
                       << "\"  matched " << r.hits << "\n";
+            for (const auto& o : r.outcomes) std::cout << "    " << o.kind << ": " << o.status << (o.detail.empty() ? "" : " (" + o.detail + ")") << "\n";
             if (r.undone_ms) std::cout << "    undone " << local_time(r.undone_ms) << " by " << r.undone_by << ": " << r.undo_reason << "\n";
         }
         return 0;

@@ -721,6 +721,7 @@ void moderate(const Rule& rule, const RenderInput& in, const std::vector<std::st
         for (const auto st : rung) e.steps += (e.steps.empty() ? "" : "+") + std::string(to_string(st));
         if (!m.dry_run) {
             const auto base = key_base + "/moderate/" + member + "/";
+            e.action_keys = base;
             auto action = [&](core::ActionKind kind, const std::string& suffix) {
                 core::Action a;
                 a.kind = kind;

@@ -91,6 +91,7 @@ struct ModerationEntry {
     int offence = 0;       ///< 1 for a first offence within the decay window
     std::string steps;     ///< "warn", "recall+warn", ...
     bool dry_run = false;
+    std::string action_keys; ///< the prefix of its actions' idempotency keys ("" when none)
 };
 
 /// How one rule fared, for `rules explain` and logs.

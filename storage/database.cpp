@@ -12,7 +12,7 @@ namespace qunbot::storage {
 namespace {
 
 // Append-only: a migration, once released, is never edited; the next change is a new entry.
-constexpr std::array<std::string_view, 9> migrations{
+constexpr std::array<std::string_view, 10> migrations{
     R"sql(
 CREATE TABLE inbox (
     id          INTEGER PRIMARY KEY,
@@ -403,6 +403,11 @@ CREATE TABLE blacklist_history (
     by_whom   TEXT    NOT NULL,
     reason    TEXT    NOT NULL
 );
+)sql",
+    // 10: a moderation decision names its actions (the prefix of their idempotency keys), so the
+    // log can show what became of each: sent, failed and why, still pending.
+    R"sql(
+ALTER TABLE moderation_log ADD COLUMN action_keys TEXT NOT NULL DEFAULT '';
 )sql",
 };
 

@@ -751,13 +751,14 @@ std::vector<ModerationRow> moderation_rows(SQLite::Statement& st)
         r.undone_ms = st.getColumn(12).isNull() ? 0 : st.getColumn(12).getInt64();
         r.undone_by = st.getColumn(13).getString();
         r.undo_reason = st.getColumn(14).getString();
+        r.action_keys = st.getColumn(15).getString();
         out.push_back(std::move(r));
     }
     return out;
 }
 
 constexpr const char* moderation_columns = "id, at_ms, tenant, group_id, member_id, message_id, excerpt, rule_id, hits, offence, steps, dry_run,"
-                                           " undone_ms, undone_by, undo_reason";
+                                           " undone_ms, undone_by, undo_reason, action_keys";
 
 } // namespace
 
@@ -766,7 +767,21 @@ std::vector<ModerationRow> moderation_log(SQLite::Database& db, const std::strin
     SQLite::Statement st(db, std::string("SELECT ") + moderation_columns +
                                  " FROM moderation_log WHERE ?1 = '' OR member_id = ?1 ORDER BY id DESC LIMIT ?2");
     SQLite::bind(st, member, static_cast<std::int64_t>(limit));
-    return moderation_rows(st);
+    auto rows = moderation_rows(st);
+    // The keys share a prefix ending in '/': a range on the outbox's unique key index finds them.
+    SQLite::Statement actions(db, "SELECT kind, status, CASE WHEN status = 'done' THEN result ELSE last_error END FROM outbox"
+                                  " WHERE idempotency_key >= ?1 AND idempotency_key < ?2 ORDER BY id");
+    for (auto& r : rows) {
+        const std::string& prefix = r.action_keys;
+        if (prefix.empty()) continue;
+        actions.reset();
+        actions.bind(1, prefix);
+        actions.bind(2, prefix.substr(0, prefix.size() - 1) + static_cast<char>(prefix.back() + 1));
+        while (actions.executeStep()) {
+            r.outcomes.push_back({actions.getColumn(0).getString(), actions.getColumn(1).getString(), actions.getColumn(2).getString()});
+        }
+    }
+    return rows;
 }
 
 std::optional<ModerationRow> undo_moderation(SQLite::Database& db, std::int64_t id, const std::string& by, const std::string& reason,

@@ -196,8 +196,17 @@ struct ModerationRow {
     std::int64_t undone_ms = 0;
     std::string undone_by;
     std::string undo_reason;
+    std::string action_keys; ///< the prefix of its actions' idempotency keys ("" for a dry run)
+    /// What became of each action the decision queued (from the outbox; filled by
+    /// `moderation_log`).
+    struct Outcome {
+        std::string kind;   ///< post, recall, remove_member
+        std::string status; ///< pending, in_flight, done, failed, dead, expired
+        std::string detail; ///< what was done, or the last error
+    };
+    std::vector<Outcome> outcomes;
 };
-/// Newest first; `member` empty for all.
+/// Newest first; `member` empty for all. Each entry comes with its actions' outcomes.
 [[nodiscard]] std::vector<ModerationRow> moderation_log(SQLite::Database& db, const std::string& member, std::size_t limit);
 /// Lifts one decision: it no longer counts as an offence, and a blacklisting it made is
 /// removed. Returns what was undone, or nothing if there is no such entry or it was undone.

@@ -397,9 +397,9 @@ void apply_decision(SQLite::Database& db, const rules::Decision& d, const std::s
     }
     for (const auto& e : d.moderation) {
         SQLite::Statement st(db, "INSERT INTO moderation_log (at_ms, tenant, group_id, member_id, message_id, excerpt, rule_id, hits, offence,"
-                                 " steps, dry_run, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+                                 " steps, dry_run, event_id, action_keys) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
         SQLite::bind(st, now_ms, tenant, e.group_id, e.member, e.message_id, e.excerpt, e.rule_id, e.hits, e.offence, e.steps, e.dry_run ? 1 : 0,
-                     event_id);
+                     event_id, e.action_keys);
         st.exec();
     }
     for (const auto& [member, reason] : d.blacklist_adds) blacklist_add(db, tenant, member, reason, now_ms, "rule");

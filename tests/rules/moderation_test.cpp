@@ -18,6 +18,8 @@
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Transaction.h>
+
+#include <set>
 #include <catch2/catch.hpp>
 
 #include <future>
@@ -392,4 +394,60 @@ rules:
     SQLite::Database db(db_path);
     CHECK(db.execAndGet("SELECT count(*) FROM moderation_log WHERE rule_id = 'bait' AND dry_run = 1").getInt() == 1);
     CHECK(db.execAndGet("SELECT count(*) FROM outbox").getInt() == 0); // a dry run does nothing
+}
+
+TEST_CASE("the moderation log shows what became of each action a decision queued", "[moderation][e2e]")
+{
+    test::TempDir dir;
+    std::filesystem::create_directories(dir.path() / "rules");
+    test::write_file(dir.file("rules/m.yaml"), R"(version: 1
+rules:
+  - id: bait
+    on: message
+    when: { contact_bait: [wechat] }
+    moderate: { ladder: [[recall, warn]] }
+)");
+    std::string db_path;
+    auto service = test::start_service(test::write_test_config(dir, test::vector_token, test::vector_key, test::vector_corp,
+                                                               "\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},"),
+                                       db_path);
+    auto crypto = wecom::CallbackCrypto::create(core::Secret(test::vector_token), core::Secret(test::vector_key), test::vector_corp);
+    REQUIRE(crypto.ok());
+    wecom::TestEventSpec spec;
+    spec.kind = "message";
+    spec.corp_id = test::vector_corp;
+    spec.text = "加我微信 zhang_san888";
+    auto payload = wecom::make_test_payload(spec);
+    REQUIRE(payload.ok());
+    const auto sealed = wecom::seal_callback(*crypto, *payload, "1700000000", "mod2", false);
+    bot::HttpClient client("127.0.0.1", service->port(), std::chrono::seconds(5));
+    auto r = client.request("POST", "/cb?" + sealed.query, sealed.body);
+    REQUIRE(r.ok());
+    REQUIRE(r->status == 200);
+    // No API credentials: the log adapter performs both actions, and says so.
+    auto db = std::make_unique<SQLite::Database>(db_path, SQLite::OPEN_READWRITE);
+    db->setBusyTimeout(5000);
+    REQUIRE(test::eventually([&] { return db->execAndGet("SELECT count(*) FROM outbox WHERE status = 'done'").getInt() == 2; }));
+    const auto log = storage::moderation_log(*db, "", 10);
+    REQUIRE(log.size() == 1);
+    CHECK(log[0].steps == "recall+warn");
+    REQUIRE(log[0].outcomes.size() == 2);
+    std::set<std::string> kinds;
+    for (const auto& o : log[0].outcomes) {
+        kinds.insert(o.kind);
+        CHECK(o.status == "done");
+        CHECK(o.detail.find("logged only") != std::string::npos);
+    }
+    CHECK(kinds == std::set<std::string>{"post", "recall"});
+    // A failure shows its error instead (as the delivery worker records one).
+    db->exec("UPDATE outbox SET status = 'dead', last_error = 'errcode 40058: invalid msgid' WHERE kind = 'recall'");
+    const auto failed = storage::moderation_log(*db, "", 10);
+    REQUIRE(failed[0].outcomes.size() == 2);
+    bool saw = false;
+    for (const auto& o : failed[0].outcomes) {
+        if (o.kind == "recall") saw = o.status == "dead" && o.detail == "errcode 40058: invalid msgid";
+    }
+    CHECK(saw);
+    service->request_shutdown();
+    service->wait();
 }
