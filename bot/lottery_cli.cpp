@@ -195,7 +195,7 @@ void add_lottery_commands(CLI::App& cli, LotteryArgs& a)
     payout->add_option("id", a.id, "Payout id (see `lottery show`)")->required();
     payout->add_option("--reason", a.reason, "What was checked (kept with the payout)");
 
-    auto* bl = cli.add_subcommand("blacklist", "Members excluded from draws");
+    auto* bl = cli.add_subcommand("blacklist", "The shared blacklist (every group; draws and moderation rules): add, remove, list, history");
     bl->require_subcommand(1);
     bl->add_option("--config", a.config, "Configuration (database, corp id)");
     bl->add_option("--db", a.database, "SQLite database path (overrides the configuration)");

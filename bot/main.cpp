@@ -804,7 +804,7 @@ int main(int argc, char** argv)
     std::string eval_file;
     std::string eval_rules = "config/rules";
     std::vector<std::string> eval_globs;
-    auto* moderation_cmd = cli.add_subcommand("moderation", "Ad cleanup: measure the rules");
+    auto* moderation_cmd = cli.add_subcommand("moderation", "Ad cleanup: measure the rules (eval), the audit log (log), lift a decision (undo)");
     moderation_cmd->require_subcommand(1);
     auto* eval_cmd = moderation_cmd->add_subcommand("eval", "Precision, recall and F1 of the ad rules on labelled messages (label<TAB>text)");
     eval_cmd->add_option("file", eval_file, "Labelled messages, one per line: ad|ok, a tab, the text")->required();

@@ -57,9 +57,9 @@ struct Bench {
     std::unique_ptr<SQLite::Database> db;
     int serial = 0;
 
-    Bench()
+    explicit Bench(const std::string& rules_text = ladder_rules)
     {
-        auto r = rules::load_rule_sources({{"m.yaml", ladder_rules}});
+        auto r = rules::load_rule_sources({{"m.yaml", rules_text}});
         INFO(r.report());
         REQUIRE(r.ok());
         set = r.rules;
@@ -450,4 +450,20 @@ rules:
     CHECK(saw);
     service->request_shutdown();
     service->wait();
+}
+
+TEST_CASE("the default ad rules exempt staff, group leaders and whitelisted members", "[moderation]")
+{
+    Bench b(test::read_file(std::string(QUNBOT_SOURCE_DIR) + "/config/rules/ads.yaml"));
+    const std::string ad = "加我微信 zhang_san888";
+    const std::string leader = "wmLEADER00000000000000000000001", friend_of_brand = "wmPARTNER0000000000000000000001";
+    REQUIRE(storage::set_manual_tag(*b.db, "ww", leader, "团长", true, "群团长", t0));
+    REQUIRE(storage::set_manual_tag(*b.db, "ww", friend_of_brand, "白名单", true, "品牌合作方", t0));
+    CHECK(b.say("zhangsan", "wrA", ad, t0).moderation.empty()); // staff
+    CHECK(b.say(leader, "wrA", ad, t0).moderation.empty());
+    CHECK(b.say(friend_of_brand, "wrA", ad, t0).moderation.empty());
+    const auto d = b.say("wmCUSTOMER0000000000000000000009", "wrA", ad, t0);
+    REQUIRE(d.moderation.size() == 1);
+    CHECK(d.moderation[0].rule_id == "ads-contact");
+    CHECK(d.moderation[0].dry_run); // as shipped: decide and log only
 }
