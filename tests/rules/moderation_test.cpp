@@ -18,11 +18,10 @@
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Transaction.h>
-
-#include <set>
 #include <catch2/catch.hpp>
 
 #include <future>
+#include <set>
 
 using namespace qunbot;
 
@@ -357,75 +356,80 @@ rules:
     journal.close();
 }
 
+namespace {
+
+// The real service on loopback with one rule file, and a customer's group message sent to it
+// as a sealed callback.
+struct LiveBot {
+    test::TempDir dir;
+    std::string db_path;
+    std::unique_ptr<bot::Service> service;
+
+    explicit LiveBot(const std::string& rules_yaml)
+    {
+        std::filesystem::create_directories(dir.path() / "rules");
+        test::write_file(dir.file("rules/m.yaml"), rules_yaml);
+        service = test::start_service(test::write_test_config(dir, test::vector_token, test::vector_key, test::vector_corp,
+                                                              "\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},"),
+                                      db_path);
+    }
+    void say(const std::string& text, const std::string& nonce)
+    {
+        auto crypto = wecom::CallbackCrypto::create(core::Secret(test::vector_token), core::Secret(test::vector_key), test::vector_corp);
+        REQUIRE(crypto.ok());
+        wecom::TestEventSpec spec;
+        spec.kind = "message";
+        spec.corp_id = test::vector_corp;
+        spec.text = text;
+        auto payload = wecom::make_test_payload(spec);
+        REQUIRE(payload.ok());
+        const auto sealed = wecom::seal_callback(*crypto, *payload, "1700000000", nonce, false);
+        bot::HttpClient client("127.0.0.1", service->port(), std::chrono::seconds(5));
+        auto r = client.request("POST", "/cb?" + sealed.query, sealed.body);
+        REQUIRE(r.ok());
+        REQUIRE(r->status == 200);
+    }
+    void stop()
+    {
+        service->request_shutdown();
+        service->wait();
+    }
+};
+
+} // namespace
+
 TEST_CASE("the running bot logs and counts strike-ladder decisions", "[moderation][e2e]")
 {
-    test::TempDir dir;
-    std::filesystem::create_directories(dir.path() / "rules");
-    test::write_file(dir.file("rules/m.yaml"), R"(version: 1
+    LiveBot bot(R"(version: 1
 rules:
   - id: bait
     on: message
     when: { contact_bait: [wechat] }
     moderate: { ladder: [warn], dry_run: true }
 )");
-    std::string db_path;
-    auto service = test::start_service(test::write_test_config(dir, test::vector_token, test::vector_key, test::vector_corp,
-                                                               "\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},"),
-                                       db_path);
-    auto crypto = wecom::CallbackCrypto::create(core::Secret(test::vector_token), core::Secret(test::vector_key), test::vector_corp);
-    REQUIRE(crypto.ok());
-    wecom::TestEventSpec spec;
-    spec.kind = "message";
-    spec.corp_id = test::vector_corp;
-    spec.text = "加我微信 zhang_san888";
-    auto payload = wecom::make_test_payload(spec);
-    REQUIRE(payload.ok());
-    const auto sealed = wecom::seal_callback(*crypto, *payload, "1700000000", "mod1", false);
-    bot::HttpClient client("127.0.0.1", service->port(), std::chrono::seconds(5));
-    auto r = client.request("POST", "/cb?" + sealed.query, sealed.body);
-    REQUIRE(r.ok());
-    REQUIRE(r->status == 200);
+    bot.say("加我微信 zhang_san888", "mod1");
     REQUIRE(test::eventually([&] {
-        return service->metrics().render().find("qunbot_moderation_decisions_total{rule=\"bait\",steps=\"warn\",dry_run=\"true\"} 1") !=
+        return bot.service->metrics().render().find("qunbot_moderation_decisions_total{rule=\"bait\",steps=\"warn\",dry_run=\"true\"} 1") !=
                std::string::npos;
     }));
-    service->request_shutdown();
-    service->wait();
-    SQLite::Database db(db_path);
+    bot.stop();
+    SQLite::Database db(bot.db_path);
     CHECK(db.execAndGet("SELECT count(*) FROM moderation_log WHERE rule_id = 'bait' AND dry_run = 1").getInt() == 1);
     CHECK(db.execAndGet("SELECT count(*) FROM outbox").getInt() == 0); // a dry run does nothing
 }
 
 TEST_CASE("the moderation log shows what became of each action a decision queued", "[moderation][e2e]")
 {
-    test::TempDir dir;
-    std::filesystem::create_directories(dir.path() / "rules");
-    test::write_file(dir.file("rules/m.yaml"), R"(version: 1
+    LiveBot bot(R"(version: 1
 rules:
   - id: bait
     on: message
     when: { contact_bait: [wechat] }
     moderate: { ladder: [[recall, warn]] }
 )");
-    std::string db_path;
-    auto service = test::start_service(test::write_test_config(dir, test::vector_token, test::vector_key, test::vector_corp,
-                                                               "\"rules\":{\"dir\":\"" + dir.file("rules") + "\",\"watch\":false},"),
-                                       db_path);
-    auto crypto = wecom::CallbackCrypto::create(core::Secret(test::vector_token), core::Secret(test::vector_key), test::vector_corp);
-    REQUIRE(crypto.ok());
-    wecom::TestEventSpec spec;
-    spec.kind = "message";
-    spec.corp_id = test::vector_corp;
-    spec.text = "加我微信 zhang_san888";
-    auto payload = wecom::make_test_payload(spec);
-    REQUIRE(payload.ok());
-    const auto sealed = wecom::seal_callback(*crypto, *payload, "1700000000", "mod2", false);
-    bot::HttpClient client("127.0.0.1", service->port(), std::chrono::seconds(5));
-    auto r = client.request("POST", "/cb?" + sealed.query, sealed.body);
-    REQUIRE(r.ok());
-    REQUIRE(r->status == 200);
+    bot.say("加我微信 zhang_san888", "mod2");
     // No API credentials: the log adapter performs both actions, and says so.
-    auto db = std::make_unique<SQLite::Database>(db_path, SQLite::OPEN_READWRITE);
+    auto db = std::make_unique<SQLite::Database>(bot.db_path, SQLite::OPEN_READWRITE);
     db->setBusyTimeout(5000);
     REQUIRE(test::eventually([&] { return db->execAndGet("SELECT count(*) FROM outbox WHERE status = 'done'").getInt() == 2; }));
     const auto log = storage::moderation_log(*db, "", 10);
@@ -448,8 +452,7 @@ rules:
         if (o.kind == "recall") saw = o.status == "dead" && o.detail == "errcode 40058: invalid msgid";
     }
     CHECK(saw);
-    service->request_shutdown();
-    service->wait();
+    bot.stop();
 }
 
 TEST_CASE("the default ad rules exempt staff, group leaders and whitelisted members", "[moderation]")
