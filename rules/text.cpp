@@ -116,7 +116,7 @@ struct PlainBytes {
         for (int b = 0; b < 256; ++b) {
             bool plain = true;
             if (b < 0x80) plain = !((b >= 'A' && b <= 'Z') || b == ' ' || (b >= 0x09 && b <= 0x0D));
-            else if (b == 0xC2 || b == 0xC3 || b == 0xCD || b == 0xE1 || b == 0xE2 || b == 0xE3 || b == 0xEF || b == 0xF0 || b == 0xF3) plain = false;
+            else if (b == 0xC2 || b == 0xC3 || b == 0xC5 || b == 0xCD || b == 0xE1 || b == 0xE2 || b == 0xE3 || b == 0xEF || b == 0xF0 || b == 0xF3) plain = false;
             regex[b] = plain;
             keyword[b] = plain && !(b < 0x80 && (b == '+' || ((b >= 0x21 && b <= 0x2F) || (b >= 0x3A && b <= 0x40) || (b >= 0x5B && b <= 0x60) || (b >= 0x7B && b <= 0x7E))));
         }

@@ -70,6 +70,8 @@ TEST_CASE("punctuation, symbols and emoji between characters vanish for keywords
     CHECK(normalize("①②", Fold::keyword) == "①②");
     CHECK(normalize("〇", Fold::keyword) == "〇");
     CHECK(normalize("\u2795V", Fold::keyword) == "加v");
+    // Letters a case-insensitive regex would equate with k and s are k and s.
+    CHECK(normalize("\u212A\u017Fu", Fold::regex) == "ksu");
     // Regexes still see the punctuation.
     CHECK(normalize("加.微.信", Fold::regex) == "加.微.信");
 }
