@@ -292,7 +292,7 @@ struct Scratch {
     std::string_view keyword_text; // the event's text itself, or a buffer
     std::string_view regex_text;
     bool regex_ready = false;
-    std::optional<LatinCount> latin; // count_latin(event text), once needed
+    std::optional<LatinCount> latin; // Latin letters and digits of the text, once needed
     std::vector<std::string_view> subjects;
 };
 
