@@ -38,6 +38,7 @@ public:
 
     /// Calls `found(pattern_id)` for every occurrence of every pattern in `text` (a pattern
     /// found twice is reported twice). Invalid UTF-8 bytes count as characters of their own.
+    /// Uses per-thread scratch space: `found` must not start another scan.
     template <class F>
     void scan(std::string_view text, F&& found) const
     {
