@@ -366,11 +366,7 @@ draws:
         SQLite::Database db(db_path);
         return db.execAndGet(sql).getInt64();
     };
-    const auto until = steady_clock::now() + 10s;
-    while (query("SELECT count(*) FROM draw_rounds WHERE status = 'drawn'") == 0 && steady_clock::now() < until) {
-        std::this_thread::sleep_for(2ms); // another process's writes: polled with a deadline
-    }
-    REQUIRE(query("SELECT count(*) FROM draw_rounds WHERE status = 'drawn'") == 1);
+    REQUIRE(test::eventually([&] { return query("SELECT count(*) FROM draw_rounds WHERE status = 'drawn'") == 1; }));
     // Counted inside the transaction that drew the round, so already visible.
     CHECK_THAT(service->metrics().render(), Catch::Contains("qunbot_draw_entries_total{result=\"entered\"} 3"));
     service->request_shutdown();
