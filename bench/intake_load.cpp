@@ -1,7 +1,8 @@
 // Load generator for `qunbot serve`: distinct, correctly encrypted and signed callbacks over
 // keep-alive connections, either as fast as the server answers (closed loop) or at a fixed
 // rate (open loop; latency is measured from each request's scheduled send time, so a stalled
-// server is not hidden by the generator waiting for it).
+// server is not hidden by the generator waiting for it). `--healthz` sends GET /healthz instead:
+// the same connections and server with no crypto and no journal, the ceiling to compare with.
 #include "adapters/wecom/callback_crypto.hpp"
 #include "adapters/wecom/test_event.hpp"
 #include "bot/config.hpp"
@@ -104,6 +105,7 @@ int main(int argc, char** argv)
     std::string url, app_name, config_path, db_path;
     int connections = 32, threads = 2;
     double seconds = 10, rate = 0;
+    bool healthz = false;
     cli.add_option("--url", url, "Callback URL of the running server")->required();
     cli.add_option("--app", app_name, "App name (its secrets sign the callbacks)")->required();
     cli.add_option("--config", config_path, "Server configuration file");
@@ -112,6 +114,8 @@ int main(int argc, char** argv)
     cli.add_option("--threads", threads, "Generator threads");
     cli.add_option("--seconds", seconds, "Duration");
     cli.add_option("--rate", rate, "Total requests per second (0: as fast as answered)");
+    cli.add_flag("--healthz", healthz,
+                 "Send GET /healthz instead of callbacks: the HTTP ceiling of this machine (no crypto, no journal)");
     CLI11_PARSE(cli, argc, argv);
 
     auto config = bot::load_config(config_path);
@@ -136,6 +140,10 @@ int main(int argc, char** argv)
             makers.emplace_back([&, t] {
                 auto crypto = wecom::CallbackCrypto::create(app.token, app.encoding_aes_key, app.corp_id);
                 for (std::size_t i = t; i < count; i += n) {
+                    if (healthz) {
+                        shared.requests[i] = "GET /healthz HTTP/1.1\r\nHost: " + target->host + "\r\n\r\n";
+                        continue;
+                    }
                     wecom::TestEventSpec spec;
                     spec.kind = (i % 4 == 0) ? "member_left" : "member_joined";
                     spec.corp_id = app.corp_id;
@@ -152,7 +160,7 @@ int main(int argc, char** argv)
         for (auto& m : makers) m.join();
     }
     auto journal_rows = [&]() -> long long {
-        if (db_path.empty()) return -1;
+        if (db_path.empty() || healthz) return -1;
         SQLite::Database db(db_path, SQLite::OPEN_READONLY);
         return db.execAndGet("SELECT count(*) FROM inbox").getInt64();
     };
@@ -188,7 +196,7 @@ int main(int argc, char** argv)
                 connections, threads, elapsed);
     std::printf("answered 200  %llu   other status %llu   connection errors %llu\n", static_cast<unsigned long long>(all.ok),
                 static_cast<unsigned long long>(all.not_ok), static_cast<unsigned long long>(all.errors));
-    std::printf("throughput    %.0f callbacks/s\n", static_cast<double>(all.ok) / elapsed);
+    std::printf("throughput    %.0f %s/s\n", static_cast<double>(all.ok) / elapsed, healthz ? "requests" : "callbacks");
     std::printf("latency ms    p50 %.3f   p90 %.3f   p99 %.3f   max %.3f\n", percentile(all.latencies_ms, 0.50),
                 percentile(all.latencies_ms, 0.90), percentile(all.latencies_ms, 0.99), percentile(all.latencies_ms, 1.0));
     if (rows_before >= 0) {

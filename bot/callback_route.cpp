@@ -202,7 +202,8 @@ void Routes::receive(const App& app, const HttpRequest& req, const Params& query
     auto dedup_key = event->dedup_key;
     journal_.append(std::move(*event), [this, &app, &committed, respond,
                                         dedup_key = std::move(dedup_key)](storage::AppendOutcome outcome) {
-        // Runs on the journal writer thread, after the commit: only now is the 200 honest.
+        // Runs once the commit is durable (on an I/O thread, see Journal::Options::complete):
+        // only now is the 200 honest.
         switch (outcome.status) {
         case storage::AppendOutcome::Status::stored:
             committed.inc();

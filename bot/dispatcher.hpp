@@ -35,7 +35,7 @@ public:
         std::function<std::int64_t()> now_ms; ///< wall clock; injectable for tests
         std::function<void()> on_actions;     ///< called after a commit that added outbox rows
         /// A msgaudit_notify event was stored: new archived messages to pull. Runs on the journal's
-        /// writer thread, so it must only signal (Archive::wake).
+        /// own thread (writer or syncing), so it must only signal (Archive::wake).
         std::function<void()> on_archive_notify;
         /// Called with each rule set that takes effect (at start and on every good reload).
         std::function<void(std::shared_ptr<const rules::RuleSet>)> on_install;

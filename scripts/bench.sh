@@ -3,7 +3,8 @@
 # temporary directory (durability "full": every acknowledged callback is fsynced), drives it
 # over loopback with distinct encrypted callbacks (keep-alive, 2 threads, 32 connections), first
 # as fast as it answers, then at a fixed 5,000/s, and prints throughput, latency and the journal
-# check. Client and server share this machine's cores.
+# check; last, GET /healthz as fast as it answers, the HTTP ceiling of the machine. Client and
+# server share this machine's cores.
 # `scripts/bench.sh micro`: in-process micro-benchmarks of each intake step (bench/hot_paths.cpp).
 # `scripts/bench.sh rules`: the rule engine on 1,000 rules / 10,000 keywords, and the moderation
 # rule set (plus 50 regexes and the ad detectors), pinned to one core (bench/rules_engine.cpp).
@@ -80,3 +81,7 @@ echo
 echo "== open loop: 5,000 callbacks/s"
 ./build/bench/qunbot_intake_load --url "$url" --app bench --config "$work/bench.json" --db "$work/bench.db" \
   --connections 32 --threads 2 --seconds "$seconds" --rate 5000
+echo
+echo "== reference: GET /healthz on the same connections (no crypto, no journal): this machine's HTTP ceiling"
+./build/bench/qunbot_intake_load --url "$url" --app bench --config "$work/bench.json" \
+  --connections 32 --threads 2 --seconds "$seconds" --healthz

@@ -8,7 +8,14 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sqlite3.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace qunbot::storage {
 namespace {
@@ -117,10 +124,12 @@ public:
     SQLite::Database& db() { return *db_; }
 
     // Returns the outcome; throws SQLite::Exception if the statement fails (the caller rolls back).
-    AppendOutcome record(const core::Event& e, std::int64_t received_ms)
+    // `event_json` is `encode_event(e)`, made by the appending thread: the writer is the one
+    // thread every event waits for, so it does no work that another thread can do first.
+    AppendOutcome record(const core::Event& e, const std::string& event_json, std::int64_t received_ms)
     {
         run(insert_event_, e.tenant, e.dedup_key, e.platform, e.app, std::string(core::to_string(e.kind)), e.raw_type,
-            e.group_id, e.actor, e.subject, e.time, received_ms, encode_event(e), e.payload);
+            e.group_id, e.actor, e.subject, e.time, received_ms, event_json, e.payload);
         if (db_->getChanges() == 0) {
             AppendOutcome dup{AppendOutcome::Status::duplicate, 0, {}};
             Rewind rewind{find_event_};
@@ -155,7 +164,9 @@ private:
         (bind(st, ++i, args), ...);
         st.exec();
     }
-    static void bind(SQLite::Statement& st, int i, const std::string& v) { st.bind(i, v); }
+    // Without a copy: every argument outlives the statement's execution (`run` binds, executes
+    // and clears the bindings within one call).
+    static void bind(SQLite::Statement& st, int i, const std::string& v) { st.bindNoCopy(i, v); }
     static void bind(SQLite::Statement& st, int i, std::int64_t v) { st.bind(i, v); }
     static void bind(SQLite::Statement& st, int i, int v) { st.bind(i, v); }
     static void bind(SQLite::Statement& st, int i, const std::optional<int>& v)
@@ -241,26 +252,42 @@ Journal::Journal(Options options) : options_(std::move(options))
     writer_ = std::make_unique<Writer>(options_);
     // Checkpoints are this class's job (see run_checkpoints), not the committing writer's.
     writer_->db().exec("PRAGMA wal_autocheckpoint=0");
+    if (syncing()) {
+        // The syncing thread makes commits durable (see run_syncs), so the writer's own commits
+        // only write. NORMAL still syncs around checkpoints, which keeps the file consistent.
+        writer_->db().exec("PRAGMA synchronous=NORMAL");
+        wal_path_ = sqlite3_filename_wal(sqlite3_db_filename(writer_->db().getHandle(), "main"));
+        syncer_ = std::thread([this] { run_syncs(); });
+    }
     thread_ = std::thread([this] { run(); });
     checkpointer_ = std::thread([this] { run_checkpoints(); });
 }
 
 Journal::~Journal() { close(); }
 
+void Journal::record_all(Pending& p, std::int64_t received_ms)
+{
+    p.event_outcomes.clear();
+    for (std::size_t i = 0; i < p.events.size(); ++i) {
+        p.event_outcomes.push_back(writer_->record(p.events[i], p.events_json[i], received_ms));
+    }
+}
+
 void Journal::append(core::Event event, AppendCallback done)
 {
+    Pending p;
+    p.event_json = encode_event(event);
+    p.event = std::move(event);
+    p.done = std::move(done);
     {
         std::lock_guard lock(mutex_);
         if (!closing_) {
-            Pending p;
-            p.event = std::move(event);
-            p.done = std::move(done);
             queue_.push_back(std::move(p));
             cv_.notify_one();
             return;
         }
     }
-    done(AppendOutcome{AppendOutcome::Status::failed, 0, "journal is closed"});
+    p.done(AppendOutcome{AppendOutcome::Status::failed, 0, "journal is closed"});
 }
 
 void Journal::submit(WriteWork work, WriteCallback done)
@@ -281,19 +308,21 @@ void Journal::submit(WriteWork work, WriteCallback done)
 
 void Journal::append_all(std::vector<core::Event> events, WriteWork work, std::function<void(std::string, std::size_t)> done)
 {
+    Pending p;
+    p.events_json.reserve(events.size());
+    for (const auto& e : events) p.events_json.push_back(encode_event(e));
+    p.events = std::move(events);
+    p.work = std::move(work);
+    p.all_done = std::move(done);
     {
         std::lock_guard lock(mutex_);
         if (!closing_) {
-            Pending p;
-            p.events = std::move(events);
-            p.work = std::move(work);
-            p.all_done = std::move(done);
             queue_.push_back(std::move(p));
             cv_.notify_one();
             return;
         }
     }
-    done("journal is closed", 0);
+    p.all_done("journal is closed", 0);
 }
 
 void Journal::on_stored(StoredHook hook)
@@ -312,6 +341,16 @@ void Journal::close()
     cv_.notify_one();
     if (thread_.joinable()) thread_.join();
     {
+        std::lock_guard lock(sync_mutex_);
+        writer_done_ = true;
+    }
+    sync_cv_.notify_one();
+    if (syncer_.joinable()) syncer_.join();
+    if (wal_fd_ >= 0) {
+        ::close(wal_fd_);
+        wal_fd_ = -1;
+    }
+    {
         std::lock_guard lock(mutex_);
         checkpointer_stop_ = true;
     }
@@ -323,7 +362,7 @@ void Journal::run_checkpoints()
 {
     // A checkpoint copies committed WAL frames into the database file. PASSIVE never blocks the
     // writer; small and frequent (every 100 ms, or sooner after enough events) keeps each one's
-    // fsync short, so the writer's own fdatasync does not queue behind a large one.
+    // fsync short, so the WAL's own fdatasync does not queue behind a large one.
     std::unique_ptr<SQLite::Database> db;
     try {
         db = std::make_unique<SQLite::Database>(options_.path, SQLite::OPEN_READWRITE);
@@ -385,12 +424,11 @@ void Journal::run()
             SQLite::Transaction tx(writer_->db());
             for (auto& p : batch) {
                 if (p.work) {
-                    p.event_outcomes.clear();
-                    for (const auto& e : p.events) p.event_outcomes.push_back(writer_->record(e, received));
+                    record_all(p, received);
                     p.work(writer_->db());
                     outcomes.push_back(AppendOutcome{AppendOutcome::Status::stored, 0, {}});
                 } else {
-                    outcomes.push_back(writer_->record(p.event, received));
+                    outcomes.push_back(writer_->record(p.event, p.event_json, received));
                 }
             }
             tx.commit();
@@ -404,11 +442,10 @@ void Journal::run()
                     SQLite::Transaction tx(writer_->db());
                     AppendOutcome outcome{AppendOutcome::Status::stored, 0, {}};
                     if (p.work) {
-                        p.event_outcomes.clear();
-                        for (const auto& e : p.events) p.event_outcomes.push_back(writer_->record(e, received));
+                        record_all(p, received);
                         p.work(writer_->db());
                     } else {
-                        outcome = writer_->record(p.event, received);
+                        outcome = writer_->record(p.event, p.event_json, received);
                     }
                     tx.commit();
                     outcomes.push_back(std::move(outcome));
@@ -421,31 +458,97 @@ void Journal::run()
             options_.on_commit(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                                batch.size());
         }
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (batch[i].all_done) {
-                const bool ok = outcomes[i].status != AppendOutcome::Status::failed;
-                std::size_t stored = 0;
-                for (std::size_t k = 0; ok && k < batch[i].event_outcomes.size(); ++k) {
-                    if (batch[i].event_outcomes[k].status != AppendOutcome::Status::stored) continue;
-                    ++stored;
-                    if (hook) hook(batch[i].event_outcomes[k].event_id, std::move(batch[i].events[k]));
-                }
-                batch[i].all_done(ok ? std::string() : outcomes[i].error, stored);
-            } else if (batch[i].work) {
-                batch[i].work_done(outcomes[i].status == AppendOutcome::Status::failed ? outcomes[i].error : std::string());
-            } else {
-                const bool stored = outcomes[i].status == AppendOutcome::Status::stored;
-                const auto id = outcomes[i].event_id;
-                batch[i].done(std::move(outcomes[i]));
-                if (stored && hook) hook(id, std::move(batch[i].event));
+        Committed c{std::move(batch), std::move(outcomes), std::move(hook)};
+        batch = {};
+        outcomes = {};
+        hook = nullptr;
+        if (syncing()) {
+            {
+                std::lock_guard lock(sync_mutex_);
+                unsynced_.push_back(std::move(c));
             }
+            sync_cv_.notify_one();
+        } else {
+            deliver(c, {});
         }
+    }
+}
+
+void Journal::run_syncs()
+{
+    std::vector<Committed> groups;
+    for (;;) {
         {
-            std::lock_guard lock(mutex_);
-            uncheckpointed_ += batch.size();
-            if (uncheckpointed_ >= checkpoint_after_events) checkpoint_cv_.notify_one();
+            std::unique_lock lock(sync_mutex_);
+            sync_cv_.wait(lock, [&] { return !unsynced_.empty() || writer_done_; });
+            if (unsynced_.empty()) return; // the writer has stopped and every commit is answered
+            groups.swap(unsynced_);
         }
-        batch.clear();
+        // One sync covers every commit written before it started: that is the group commit.
+        const auto start = std::chrono::steady_clock::now();
+        const std::string error = options_.sync ? options_.sync() : sync_wal();
+        if (options_.on_sync) options_.on_sync(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        if (!error.empty()) spdlog::error("journal: {} commit(s) are not confirmed on disk: {}", groups.size(), error);
+        for (auto& c : groups) deliver(c, error);
+        groups.clear();
+    }
+}
+
+std::string Journal::sync_wal()
+{
+    if (wal_fd_ < 0) {
+        wal_fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
+        if (wal_fd_ < 0) return "cannot open " + wal_path_ + " to sync it: " + std::strerror(errno);
+    }
+    if (::fdatasync(wal_fd_) != 0) return "fdatasync of " + wal_path_ + " failed: " + std::strerror(errno);
+    return {};
+}
+
+void Journal::deliver(Committed& c, const std::string& sync_error)
+{
+    // A failed sync leaves the commit in the database, so the stored hook still sees its events
+    // (the dispatcher's recovery cursor must not skip them), but no caller is told "durable".
+    auto told = [&](AppendOutcome& o) {
+        if (!sync_error.empty() && o.status != AppendOutcome::Status::failed) {
+            return AppendOutcome{AppendOutcome::Status::failed, 0, "committed but not confirmed on disk: " + sync_error};
+        }
+        return std::move(o);
+    };
+    std::vector<std::pair<AppendCallback, AppendOutcome>> answers; // for options_.complete
+    auto& batch = c.batch;
+    auto& outcomes = c.outcomes;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i].all_done) {
+            const bool ok = outcomes[i].status != AppendOutcome::Status::failed;
+            std::size_t stored = 0;
+            for (std::size_t k = 0; ok && k < batch[i].event_outcomes.size(); ++k) {
+                if (batch[i].event_outcomes[k].status != AppendOutcome::Status::stored) continue;
+                ++stored;
+                if (c.hook) c.hook(batch[i].event_outcomes[k].event_id, std::move(batch[i].events[k]));
+            }
+            const auto answer = told(outcomes[i]);
+            batch[i].all_done(answer.error, answer.status == AppendOutcome::Status::failed ? 0 : stored);
+        } else if (batch[i].work) {
+            const auto answer = told(outcomes[i]);
+            batch[i].work_done(answer.error);
+        } else {
+            const bool stored = outcomes[i].status == AppendOutcome::Status::stored;
+            const auto id = outcomes[i].event_id;
+            auto answer = told(outcomes[i]);
+            if (options_.complete) answers.emplace_back(std::move(batch[i].done), std::move(answer));
+            else batch[i].done(std::move(answer));
+            if (stored && c.hook) c.hook(id, std::move(batch[i].event));
+        }
+    }
+    if (!answers.empty()) {
+        options_.complete([answers = std::move(answers)]() mutable {
+            for (auto& [done, outcome] : answers) done(std::move(outcome));
+        });
+    }
+    {
+        std::lock_guard lock(mutex_);
+        uncheckpointed_ += batch.size();
+        if (uncheckpointed_ >= checkpoint_after_events) checkpoint_cv_.notify_one();
     }
 }
 

@@ -2,9 +2,11 @@
 /// \file
 /// The inbox journal: the durable record of every accepted event, and the single SQLite writer.
 /// `append` queues an event; a dedicated thread commits whatever has queued up in one
-/// transaction ("group commit"), so N concurrent callbacks cost one fsync, then reports each
-/// outcome. The member activity log and the group directory are written in the same
-/// transaction, so an event is either fully recorded or not at all. WAL checkpoints run on a
+/// transaction ("group commit"). With `Durability::full` a second thread syncs the WAL file and
+/// only then reports each outcome, while the writer already commits the next batch: N
+/// concurrent callbacks cost one fsync, and the writer never waits for the disk. The member
+/// activity log and the group directory are written in the same transaction, so an event is
+/// either fully recorded or not at all. WAL checkpoints run on a
 /// thread of their own (with its own connection), so a checkpoint's fsync of the database file
 /// never sits inside a commit that callers are waiting for.
 
@@ -31,13 +33,15 @@ struct AppendOutcome {
     std::string error;         ///< for `failed`: what went wrong (no secrets: events carry none)
 };
 
-/// Called on the writer thread once the event's fate is durable; must not block.
+/// Called once the event's fate is durable, on the journal's syncing thread (`Durability::full`)
+/// or writer thread, or where `Options::complete` puts it; must not block.
 using AppendCallback = std::function<void(AppendOutcome)>;
 
 /// A write run inside the writer's next transaction. It may run twice (a batch that fails is
 /// retried item by item), so it must only write, from data it owns. Throws on failure.
 using WriteWork = std::function<void(SQLite::Database&)>;
-/// Called on the writer thread when the work is committed (empty) or failed (the error).
+/// Called on the journal's syncing (or writer) thread when the work is durable (empty) or
+/// failed (the error).
 using WriteCallback = std::function<void(std::string error)>;
 
 /// The event as stored in `inbox.event_json` (without the payload), and back.
@@ -52,6 +56,17 @@ public:
         std::size_t max_batch = 1024;
         /// Called after each commit attempt on the writer thread: (seconds, events in batch).
         std::function<void(double, std::size_t)> on_commit;
+        /// With `Durability::full`: makes every commit written so far durable, returning an error
+        /// message or "". Unset: fdatasync of the WAL file. Injectable for tests.
+        std::function<std::string()> sync;
+        /// Called after each sync on the syncing thread, with its duration in seconds.
+        std::function<void(double)> on_sync;
+        /// Runs a committed batch's `append` callbacks (the waiting callers' answers), given as one
+        /// function. Unset: on the journal's thread once durable. A server hands them to its
+        /// I/O threads, so the journal's threads, which every event waits for, do not also wake
+        /// every waiter.
+        /// Stored hooks stay on the journal's own thread, in inbox id order.
+        std::function<void(std::function<void()>)> complete;
         /// Wall clock in milliseconds for `received_ms`; injectable for tests.
         std::function<std::int64_t()> now_ms;
     };
@@ -76,25 +91,39 @@ public:
     /// Commits everything queued so far, then stops the writer. Idempotent.
     void close();
 
-    /// Called on the writer thread, after the commit, with each newly stored event (not
-    /// duplicates) and its inbox id: the hand-off to the dispatcher. Set before appending.
+    /// Called on the journal's syncing (or writer) thread, once the commit is durable, with each
+    /// newly stored event (not duplicates) and its inbox id, in id order: the hand-off to the
+    /// dispatcher. Set before appending.
     using StoredHook = std::function<void(std::int64_t, core::Event&&)>;
     void on_stored(StoredHook hook);
 
 private:
     struct Pending {
         core::Event event;
+        std::string event_json;  ///< `encode_event(event)`, made by the appending thread
         AppendCallback done;
         WriteWork work;          ///< set for a write job (then `event` is unused)
         WriteCallback work_done;
         std::vector<core::Event> events; ///< append_all: stored with `work`, in the same transaction
+        std::vector<std::string> events_json;
         std::function<void(std::string, std::size_t)> all_done;
         std::vector<AppendOutcome> event_outcomes;
     };
     class Writer;
+    /// A committed batch waiting for the sync that makes it durable, then for its answers.
+    struct Committed {
+        std::vector<Pending> batch;
+        std::vector<AppendOutcome> outcomes;
+        StoredHook hook;
+    };
 
+    bool syncing() const { return options_.durability == Durability::full; }
     void run();
+    void run_syncs();
+    std::string sync_wal();
+    void deliver(Committed& c, const std::string& sync_error);
     void run_checkpoints();
+    void record_all(Pending& p, std::int64_t received_ms); ///< writer thread: `p.events`
 
     Options options_;
     std::unique_ptr<Writer> writer_;
@@ -107,6 +136,13 @@ private:
     bool checkpointer_stop_ = false;  ///< under mutex_
     std::condition_variable checkpoint_cv_;
     std::thread thread_;
+    std::mutex sync_mutex_;
+    std::condition_variable sync_cv_;
+    std::vector<Committed> unsynced_; ///< under sync_mutex_, in commit order
+    bool writer_done_ = false;        ///< under sync_mutex_
+    std::string wal_path_;
+    int wal_fd_ = -1; ///< syncing thread only
+    std::thread syncer_;
     std::thread checkpointer_;
 };
 

@@ -313,9 +313,12 @@ TEST_CASE("/metrics exposes the documented families", "[http][metrics]")
     const auto res = must(c.request("GET", "/metrics"));
     CHECK(res.status == 200);
     for (const char* family : {"qunbot_http_requests_total", "qunbot_events_total", "qunbot_journal_commit_seconds_bucket",
-                               "qunbot_journal_batch_events_bucket", "qunbot_http_connections_active"}) {
+                               "qunbot_journal_batch_events_bucket", "qunbot_journal_sync_seconds_bucket",
+                               "qunbot_http_connections_active"}) {
         CHECK_THAT(res.body, Catch::Contains(family));
     }
+    // The 200 waited for a sync of the WAL (durability "full" is the default).
+    CHECK_THAT(res.body, !Catch::Contains("qunbot_journal_sync_seconds_count 0"));
     // Two commits: the rule set stored as the last good one at start, then the event.
     CHECK_THAT(res.body, Catch::Contains("qunbot_journal_commit_seconds_count 2"));
     CHECK_THAT(res.body, Catch::Contains("qunbot_http_requests_total{route=\"t\",outcome=\"stored\"} 1"));

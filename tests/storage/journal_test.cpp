@@ -7,7 +7,9 @@
 #include <SQLiteCpp/Statement.h>
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <thread>
 
 using namespace qunbot;
@@ -215,4 +217,123 @@ TEST_CASE("a commit failure is reported per event and the journal keeps working"
     CHECK_THAT(o1.error, Catch::Contains("poisoned"));
     CHECK(f2.get().status == Status::stored); // its batch neighbour is not lost
     CHECK(append_and_wait(j, chat_event(core::EventKind::member_joined, "g", {"o"}, 2, "after")).status == Status::stored);
+}
+
+namespace {
+
+// A sync that waits until the test opens the gate, and counts how often it ran.
+struct GatedSync {
+    std::mutex m;
+    std::condition_variable cv;
+    bool open = false;
+    int calls = 0;
+    std::string error; // what the sync reports once the gate opens
+
+    std::string operator()()
+    {
+        std::unique_lock lock(m);
+        ++calls;
+        cv.notify_all();
+        cv.wait(lock, [&] { return open; });
+        return error;
+    }
+    void let_through(std::string result = {})
+    {
+        std::lock_guard lock(m);
+        open = true;
+        error = std::move(result);
+        cv.notify_all();
+    }
+    bool wait_for_calls(int n)
+    {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, 10s, [&] { return calls >= n; });
+    }
+};
+
+} // namespace
+
+TEST_CASE("with full durability an append is answered only after the sync that covers it, and one sync covers every commit before it",
+          "[storage][journal]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("j.db");
+    auto gate = std::make_shared<GatedSync>();
+    std::mutex m;
+    std::condition_variable cv;
+    std::size_t committed = 0;
+    auto o = options(path);
+    o.durability = storage::Durability::full;
+    o.max_batch = 10; // the 50 below take at least five commits
+    o.sync = [gate] { return (*gate)(); };
+    o.on_commit = [&](double, std::size_t n) {
+        std::lock_guard lock(m);
+        committed += n;
+        cv.notify_all();
+    };
+    storage::Journal j(o);
+    auto wait_committed = [&](std::size_t n) {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, 10s, [&] { return committed >= n; });
+    };
+
+    auto first = std::make_shared<std::promise<AppendOutcome>>();
+    auto first_answer = first->get_future();
+    j.append(chat_event(core::EventKind::member_joined, "g", {"m0"}, 1, "k0"), [first](AppendOutcome r) { first->set_value(r); });
+    REQUIRE(gate->wait_for_calls(1)); // committed, and its sync is in progress
+    // While the disk has not confirmed it, nobody is told the event is stored...
+    CHECK(first_answer.wait_for(0s) == std::future_status::timeout);
+    // ...and the writer does not wait for the disk: it commits what arrives meanwhile.
+    std::vector<std::future<AppendOutcome>> later;
+    for (int i = 1; i <= 50; ++i) {
+        auto p = std::make_shared<std::promise<AppendOutcome>>();
+        later.push_back(p->get_future());
+        const auto key = "k" + std::to_string(i);
+        j.append(chat_event(core::EventKind::member_joined, "g", {"m" + std::to_string(i)}, 1, key),
+                 [p](AppendOutcome r) { p->set_value(r); });
+    }
+    REQUIRE(wait_committed(51));
+    for (auto& f : later) CHECK(f.wait_for(0s) == std::future_status::timeout);
+
+    gate->let_through();
+    REQUIRE(first_answer.wait_for(10s) == std::future_status::ready);
+    CHECK(first_answer.get().status == Status::stored);
+    for (auto& f : later) {
+        REQUIRE(f.wait_for(10s) == std::future_status::ready);
+        CHECK(f.get().status == Status::stored);
+    }
+    // The 50 took five commits or more, all done before the second sync began: that one sync
+    // covered them all.
+    j.close();
+    CHECK(gate->calls == 2);
+}
+
+TEST_CASE("a failed sync is answered as a failure, the committed event stays and its retry is a duplicate",
+          "[storage][journal][negative]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("j.db");
+    auto fail_next = std::make_shared<std::atomic<bool>>(true);
+    auto o = options(path);
+    o.durability = storage::Durability::full;
+    o.sync = [fail_next] { return fail_next->exchange(false) ? std::string("fdatasync of j.db-wal failed: Input/output error") : std::string(); };
+    storage::Journal j(o);
+    std::vector<std::int64_t> handed_on;
+    std::mutex m;
+    j.on_stored([&](std::int64_t id, core::Event&&) {
+        std::lock_guard lock(m);
+        handed_on.push_back(id);
+    });
+
+    const auto failed = append_and_wait(j, chat_event(core::EventKind::member_joined, "g", {"m"}, 1, "k"));
+    CHECK(failed.status == Status::failed);
+    CHECK(failed.error == "committed but not confirmed on disk: fdatasync of j.db-wal failed: Input/output error");
+    // WeCom retries a failed callback; the event is in the inbox, so the retry is recognised.
+    const auto retry = append_and_wait(j, chat_event(core::EventKind::member_joined, "g", {"m"}, 1, "k"));
+    CHECK(retry.status == Status::duplicate);
+    j.close();
+    SQLite::Database db(path);
+    CHECK(scalar(db, "SELECT count(*) FROM inbox") == 1);
+    // The rule engine still saw it once: its recovery cursor must not skip a committed event.
+    CHECK(handed_on == std::vector<std::int64_t>{retry.event_id});
 }
