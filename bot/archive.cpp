@@ -3,6 +3,7 @@
 #include "adapters/media/qr.hpp"
 #include "adapters/wecom/archive_message.hpp"
 #include "adapters/wecom/finance_sdk.hpp"
+#include "bot/core/thread_name.hpp"
 #include "bot/metrics.hpp"
 #include "storage/archive_state.hpp"
 #include "storage/database.hpp"
@@ -222,7 +223,10 @@ core::Result<std::unique_ptr<Archive>> Archive::create(storage::Journal& journal
 
 void Archive::start()
 {
-    impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+    impl_->thread = std::thread([impl = impl_.get()] {
+        core::name_this_thread("qb-archive");
+        impl->run();
+    });
 }
 
 void Archive::wake()

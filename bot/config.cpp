@@ -246,13 +246,15 @@ core::Result<Config> parse_config(std::string_view text, std::string_view origin
     if (auto it = root.find("journal"); it != root.end()) {
         if (!it->is_object()) c.problem("/journal", "expected an object");
         else {
-            c.only_keys(*it, "/journal", {"durability", "max_batch"});
+            c.only_keys(*it, "/journal", {"durability", "max_batch", "wal_limit_mb"});
             std::string d = "full";
             c.get(*it, "/journal", "durability", d);
             if (d == "full") cfg.durability = storage::Durability::full;
             else if (d == "normal") cfg.durability = storage::Durability::normal;
             else c.problem("/journal/durability", "expected \"full\" or \"normal\"");
             c.get_positive(*it, "/journal", "max_batch", cfg.max_batch);
+            c.get_positive(*it, "/journal", "wal_limit_mb", cfg.wal_limit_mb);
+            if (cfg.wal_limit_mb > (std::int64_t{1} << 20)) c.problem("/journal/wal_limit_mb", "expected at most 1048576 (1 TiB)");
         }
     }
     if (auto it = root.find("rules"); it != root.end()) {

@@ -150,6 +150,8 @@ struct Config {
     HttpLimits http;
     storage::Durability durability = storage::Durability::full;
     std::size_t max_batch = 1024;
+    /// Past this WAL size the writer makes the log start over (storage::Journal::Options::wal_restart_bytes).
+    std::int64_t wal_limit_mb = 1024;
     std::uint32_t shutdown_grace_ms = 10000;
     RulesConfig rules;
     DeliveryConfig delivery;

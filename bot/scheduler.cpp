@@ -1,5 +1,6 @@
 #include "bot/scheduler.hpp"
 
+#include "bot/core/thread_name.hpp"
 #include "bot/metrics.hpp"
 #include "storage/database.hpp"
 #include "storage/draw_state.hpp"
@@ -301,7 +302,10 @@ void Scheduler::install(std::shared_ptr<const rules::RuleSet> rules)
 
 void Scheduler::start()
 {
-    impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+    impl_->thread = std::thread([impl = impl_.get()] {
+        core::name_this_thread("qb-scheduler");
+        impl->run();
+    });
 }
 
 void Scheduler::stop()

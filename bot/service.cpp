@@ -2,6 +2,7 @@
 
 #include "bot/archive.hpp"
 #include "bot/callback_route.hpp"
+#include "bot/core/thread_name.hpp"
 #include "bot/delivery.hpp"
 #include "bot/dispatcher.hpp"
 #include "bot/http_server.hpp"
@@ -108,6 +109,7 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
     jo.path = p->config.database;
     jo.durability = p->config.durability;
     jo.max_batch = p->config.max_batch;
+    jo.wal_restart_bytes = p->config.wal_limit_mb << 20;
     auto& sync_seconds = p->metrics.histogram("qunbot_journal_sync_seconds",
                                               "Time to make the journal's commits durable (fdatasync of the WAL)",
                                               {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0});
@@ -116,6 +118,13 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
         batch_events.observe(static_cast<double>(n));
     };
     jo.on_sync = [&sync_seconds](double seconds) { sync_seconds.observe(seconds); };
+    auto& wal_bytes = p->metrics.gauge("qunbot_journal_wal_bytes", "Bytes of WAL frames since the log last started over");
+    auto& wal_restarts = p->metrics.counter("qunbot_journal_wal_restarts_total",
+                                            "Times the writer copied the last commits itself so the WAL could start over");
+    jo.on_wal = [&wal_bytes, &wal_restarts](std::int64_t bytes, bool restarted) {
+        wal_bytes.set(bytes);
+        if (restarted) wal_restarts.inc();
+    };
     jo.complete = [p](std::function<void()> answers) { net::post(p->ioc, std::move(answers)); };
     try {
         p->journal = std::make_unique<storage::Journal>(std::move(jo));
@@ -233,7 +242,8 @@ void Service::start(bool handle_signals)
     }
     unsigned n = p->config.threads ? p->config.threads : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i) {
-        p->threads.emplace_back([p] {
+        p->threads.emplace_back([p, i] {
+            core::name_this_thread("qb-io-" + std::to_string(i));
             for (;;) {
                 try {
                     p->ioc.run();

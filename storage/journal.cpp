@@ -1,5 +1,6 @@
 #include "storage/journal.hpp"
 
+#include "bot/core/thread_name.hpp"
 #include "rules/text.hpp"
 
 #include <SQLiteCpp/Database.h>
@@ -13,6 +14,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <stdexcept>
+#include <utility>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -29,6 +32,16 @@ std::int64_t system_now_ms()
 {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// PASSIVE checkpoint: (frames in the log, frames copied to the database), both -1 when another
+// checkpoint was running. Throws SQLite::Exception on errors.
+std::pair<int, int> checkpoint_passive(SQLite::Database& db)
+{
+    SQLite::Statement st(db, "PRAGMA wal_checkpoint(PASSIVE)");
+    if (!st.executeStep()) return {-1, -1};
+    if (st.getColumn(0).getInt() != 0) return {-1, -1};
+    return {st.getColumn(1).getInt(), st.getColumn(2).getInt()};
 }
 
 } // namespace
@@ -252,15 +265,27 @@ Journal::Journal(Options options) : options_(std::move(options))
     writer_ = std::make_unique<Writer>(options_);
     // Checkpoints are this class's job (see run_checkpoints), not the committing writer's.
     writer_->db().exec("PRAGMA wal_autocheckpoint=0");
+    // When the log starts over, a file that grew past this (a reader held an old snapshot for
+    // long) is cut back; below it the file keeps its size, so rewriting it grows nothing.
+    writer_->db().exec("PRAGMA journal_size_limit=" + std::to_string(options_.wal_restart_bytes));
     if (syncing()) {
         // The syncing thread makes commits durable (see run_syncs), so the writer's own commits
         // only write. NORMAL still syncs around checkpoints, which keeps the file consistent.
         writer_->db().exec("PRAGMA synchronous=NORMAL");
         wal_path_ = sqlite3_filename_wal(sqlite3_db_filename(writer_->db().getHandle(), "main"));
-        syncer_ = std::thread([this] { run_syncs(); });
+        syncer_ = std::thread([this] {
+            core::name_this_thread("qb-journal-sync");
+            run_syncs();
+        });
     }
-    thread_ = std::thread([this] { run(); });
-    checkpointer_ = std::thread([this] { run_checkpoints(); });
+    thread_ = std::thread([this] {
+        core::name_this_thread("qb-journal");
+        run();
+    });
+    checkpointer_ = std::thread([this] {
+        core::name_this_thread("qb-checkpoint");
+        run_checkpoints();
+    });
 }
 
 Journal::~Journal() { close(); }
@@ -375,6 +400,7 @@ void Journal::run_checkpoints()
         return;
     }
     bool failing = false; // log a failure once, and its recovery, not every 100 ms
+    const std::int64_t frame_bytes = db->execAndGet("PRAGMA page_size").getInt64() + 24;
     std::unique_lock lock(mutex_);
     for (;;) {
         checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(100),
@@ -383,9 +409,18 @@ void Journal::run_checkpoints()
         if (uncheckpointed_ == 0 && !stop) continue;
         uncheckpointed_ = 0;
         lock.unlock();
+        int frames = -1; // unknown: a failed or busy pass reports nothing
+        int copied = -1;
         try {
-            // On close the writer is gone: fold the whole WAL back and truncate it.
-            db->exec(stop ? "PRAGMA wal_checkpoint(TRUNCATE)" : "PRAGMA wal_checkpoint(PASSIVE)");
+            if (stop) {
+                // On close the writer is gone: fold the whole WAL back and truncate it.
+                db->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+            } else {
+                // Busy (the writer is catching the log up itself, see catch_up_wal) is not a failure.
+                const auto progress = checkpoint_passive(*db);
+                frames = progress.first;
+                copied = progress.second;
+            }
             if (failing) spdlog::info("journal: WAL checkpoints work again");
             failing = false;
         } catch (const std::exception& e) {
@@ -394,8 +429,40 @@ void Journal::run_checkpoints()
             failing = true;
         }
         if (stop) return;
+        const std::int64_t wal_bytes = frames > 0 ? 32 + frames * frame_bytes : 0;
         lock.lock();
+        if (wal_bytes > options_.wal_restart_bytes && copied < frames) wal_catch_up_ = true;
+        const bool restarted = std::exchange(wal_restarted_, false);
+        if (options_.on_wal && frames >= 0) {
+            lock.unlock();
+            options_.on_wal(wal_bytes, restarted);
+            lock.lock();
+        }
     }
+}
+
+void Journal::catch_up_wal()
+{
+    {
+        std::lock_guard lock(mutex_);
+        if (!wal_catch_up_) return;
+    }
+    // Between two batches nothing else writes, so this copies what the checkpointer's last pass
+    // left (the commits made while it ran) and the log is complete in the database file. The
+    // writer's next transaction then starts the log over from its beginning, which keeps the
+    // WAL file at a fixed size: no growth to sync, and a short replay after a crash.
+    std::pair<int, int> progress;
+    try {
+        progress = checkpoint_passive(writer_->db());
+    } catch (const std::exception& e) {
+        spdlog::warn("journal: could not copy the WAL's last commits to start it over: {}", e.what());
+        return;
+    }
+    // Busy (the checkpointer is mid-pass) or a reader still on an old snapshot: after the next batch.
+    if (progress.first < 0 || progress.second < progress.first) return;
+    std::lock_guard lock(mutex_);
+    wal_catch_up_ = false;
+    wal_restarted_ = true;
 }
 
 void Journal::run()
@@ -471,6 +538,7 @@ void Journal::run()
         } else {
             deliver(c, {});
         }
+        catch_up_wal();
     }
 }
 

@@ -67,6 +67,16 @@ public:
         /// every waiter.
         /// Stored hooks stay on the journal's own thread, in inbox id order.
         std::function<void(std::function<void()>)> complete;
+        /// Above this size the WAL is made to start over. SQLite starts the log over only when
+        /// a checkpoint has copied all of it, which under steady load never happens by itself
+        /// (the writer adds to it while the checkpointer copies), so the file would grow
+        /// without bound. Past this size the writer copies the last commits itself between two
+        /// batches (a pause of tens of milliseconds on a slow disk), and its next transaction
+        /// starts the log over. A log that grew larger is cut back to this size then.
+        std::int64_t wal_restart_bytes = std::int64_t{1} << 30;
+        /// Called after each checkpoint pass with the WAL's size in bytes, and `true` when the
+        /// call reports that the writer brought the log back to its start.
+        std::function<void(std::int64_t, bool)> on_wal;
         /// Wall clock in milliseconds for `received_ms`; injectable for tests.
         std::function<std::int64_t()> now_ms;
     };
@@ -123,6 +133,7 @@ private:
     std::string sync_wal();
     void deliver(Committed& c, const std::string& sync_error);
     void run_checkpoints();
+    void catch_up_wal(); ///< writer thread, between batches
     void record_all(Pending& p, std::int64_t received_ms); ///< writer thread: `p.events`
 
     Options options_;
@@ -134,6 +145,8 @@ private:
     bool closing_ = false;
     std::size_t uncheckpointed_ = 0; ///< events committed since the last checkpoint (under mutex_)
     bool checkpointer_stop_ = false;  ///< under mutex_
+    bool wal_catch_up_ = false;       ///< under mutex_: set by the checkpointer, done by the writer
+    bool wal_restarted_ = false;      ///< under mutex_: reported with the next `on_wal`
     std::condition_variable checkpoint_cv_;
     std::thread thread_;
     std::mutex sync_mutex_;

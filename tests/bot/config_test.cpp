@@ -20,6 +20,7 @@ TEST_CASE("the embedded default configuration is valid and serves the demo app",
     REQUIRE(c->apps.size() == 1);
     CHECK(c->apps[0].name == "demo");
     CHECK(c->apps[0].generate_secrets);
+    CHECK(c->wal_limit_mb == 1024);
 }
 
 TEST_CASE("every configuration problem is reported at once, with a suggestion for typos", "[config][negative]")
@@ -28,7 +29,7 @@ TEST_CASE("every configuration problem is reported at once, with a suggestion fo
         "listen": {"adress": "127.0.0.1", "port": 70000},
         "threads": "two",
         "http": {"max_body_bytes": 0},
-        "journal": {"durability": "sometimes"},
+        "journal": {"durability": "sometimes", "wal_limit_mb": 0},
         "apps": [{"name": "a", "path": "wecom", "corp_id": "", "secrets_file": "x"},
                  {"name": "a", "path": "/b", "corp_id": "c"}]
     })", "test.json");
@@ -39,11 +40,12 @@ TEST_CASE("every configuration problem is reported at once, with a suggestion fo
     CHECK_THAT(m, Catch::Contains("/threads: expected a number, got string"));
     CHECK_THAT(m, Catch::Contains("/http/max_body_bytes: expected a positive integer"));
     CHECK_THAT(m, Catch::Contains("/journal/durability"));
+    CHECK_THAT(m, Catch::Contains("/journal/wal_limit_mb: expected a positive integer"));
     CHECK_THAT(m, Catch::Contains("/apps/0/path: required, and must start with '/'"));
     CHECK_THAT(m, Catch::Contains("/apps/0/corp_id: required"));
     CHECK_THAT(m, Catch::Contains("/apps/1/name: duplicate app name \"a\""));
     CHECK_THAT(m, Catch::Contains("/apps/1: give either secrets_file, or both token_env and aes_key_env"));
-    CHECK_THAT(m, Catch::EndsWith("9 errors"));
+    CHECK_THAT(m, Catch::EndsWith("10 errors"));
 }
 
 TEST_CASE("a JSON syntax error names the line and column", "[config][negative]")

@@ -7,7 +7,11 @@
 #include <SQLiteCpp/Statement.h>
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -336,4 +340,85 @@ TEST_CASE("a failed sync is answered as a failure, the committed event stays and
     CHECK(scalar(db, "SELECT count(*) FROM inbox") == 1);
     // The rule engine still saw it once: its recovery cursor must not skip a committed event.
     CHECK(handed_on == std::vector<std::int64_t>{retry.event_id});
+}
+
+namespace {
+
+// Appends from several threads, each keeping `in_flight` events waiting, until `stop()` says so
+// (checked between appends) or `deadline` passes. Returns how many were answered `stored`.
+int append_steadily(storage::Journal& j, const std::function<bool()>& stop, std::chrono::steady_clock::time_point deadline)
+{
+    constexpr int threads = 4;
+    constexpr std::size_t in_flight = 64;
+    std::atomic<int> stored{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+        ts.emplace_back([&, t] {
+            std::deque<std::future<AppendOutcome>> waiting;
+            auto settle_one = [&] {
+                if (waiting.front().wait_for(30s) == std::future_status::ready && waiting.front().get().status == Status::stored) {
+                    stored.fetch_add(1);
+                }
+                waiting.pop_front();
+            };
+            for (int i = 0; !stop() && std::chrono::steady_clock::now() < deadline; ++i) {
+                if (waiting.size() >= in_flight) settle_one();
+                auto p = std::make_shared<std::promise<AppendOutcome>>();
+                waiting.push_back(p->get_future());
+                const auto id = std::to_string(t) + "-" + std::to_string(i);
+                j.append(chat_event(core::EventKind::member_joined, "g" + std::to_string(i % 500), {"m" + id}, i, "k" + id),
+                         [p](AppendOutcome o) { p->set_value(std::move(o)); });
+            }
+            while (!waiting.empty()) settle_one();
+        });
+    }
+    for (auto& t : ts) t.join();
+    return stored.load();
+}
+
+// The WAL header's checkpoint sequence number (bytes 12..15, big-endian): SQLite adds one each
+// time the log starts over from its beginning.
+std::uint32_t wal_checkpoint_sequence(const std::string& db_path)
+{
+    std::ifstream in(db_path + "-wal", std::ios::binary);
+    unsigned char header[32] = {};
+    in.read(reinterpret_cast<char*>(header), sizeof header);
+    if (in.gcount() != sizeof header) return 0;
+    return (std::uint32_t{header[12]} << 24) | (std::uint32_t{header[13]} << 16) | (std::uint32_t{header[14]} << 8) | header[15];
+}
+
+} // namespace
+
+TEST_CASE("under steady load the WAL is made to start over once it passes its size limit and nothing is lost", "[storage][journal]")
+{
+    test::TempDir dir;
+    const auto path = dir.file("j.db");
+    std::atomic<int> catch_ups{0};
+    std::atomic<std::int64_t> largest{0};
+    auto o = options(path);
+    o.on_wal = [&](std::int64_t bytes, bool restarted) {
+        if (restarted) catch_ups.fetch_add(1);
+        if (bytes > largest.load()) largest.store(bytes);
+    };
+    int stored = 0;
+    SECTION("past the limit the writer catches the log up and it starts over")
+    {
+        o.wal_restart_bytes = 256 << 10; // a few commits' worth
+        storage::Journal j(o);
+        stored = append_steadily(j, [&] { return catch_ups.load() >= 3; }, std::chrono::steady_clock::now() + 20s);
+        CHECK(catch_ups.load() >= 3);
+        // Read before close (which folds the log back and truncates it).
+        CHECK(wal_checkpoint_sequence(path) >= 3);
+    }
+    SECTION("below the limit the writer never pauses for it")
+    {
+        o.wal_restart_bytes = std::int64_t{1} << 40;
+        storage::Journal j(o);
+        stored = append_steadily(j, [&] { return largest.load() > (std::int64_t{1} << 20); }, std::chrono::steady_clock::now() + 60s);
+        REQUIRE(largest.load() > (std::int64_t{1} << 20)); // the log did grow under the load
+        CHECK(catch_ups.load() == 0);
+    }
+    CHECK(stored > 0);
+    SQLite::Database db(path);
+    CHECK(scalar(db, "SELECT count(*) FROM inbox") == stored);
 }
