@@ -71,16 +71,29 @@ for _ in $(seq 1 200); do
   sleep 0.05
 done
 grep -q "listening on" "$work/serve.out" || { echo "qunbot did not start within 10 s" >&2; cat "$work/serve.err" >&2; exit 1; }
-url=$(grep -o "http://[0-9.]*:[0-9]*" "$work/serve.out" | head -1)/wecom/bench
+base=$(grep -o "http://[0-9.]*:[0-9]*" "$work/serve.out" | head -1)
+url=$base/wecom/bench
+# The WAL's size, and whether the writer had to pause to start it over (journal.wal_limit_mb).
+# Plain bash over /dev/tcp, so the benchmark needs no HTTP client package.
+wal_state() {
+  local hostport=${base#http://}
+  exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}"
+  printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$hostport" >&3
+  grep -aE '^qunbot_journal_wal_(bytes|restarts_total)' <&3 | tr -d '\r' | tr '\n' ' '
+  exec 3<&-
+  echo
+}
 echo "qunbot intake benchmark: $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo
 echo "== closed loop: as fast as qunbot answers"
 ./build/bench/qunbot_intake_load --url "$url" --app bench --config "$work/bench.json" --db "$work/bench.db" \
   --connections 32 --threads 2 --seconds "$seconds"
+wal_state
 echo
 echo "== open loop: 5,000 callbacks/s"
 ./build/bench/qunbot_intake_load --url "$url" --app bench --config "$work/bench.json" --db "$work/bench.db" \
   --connections 32 --threads 2 --seconds "$seconds" --rate 5000
+wal_state
 echo
 echo "== reference: GET /healthz on the same connections (no crypto, no journal): this machine's HTTP ceiling"
 ./build/bench/qunbot_intake_load --url "$url" --app bench --config "$work/bench.json" \
