@@ -455,9 +455,13 @@ void Journal::catch_up_wal()
     try {
         progress = checkpoint_passive(writer_->db());
     } catch (const std::exception& e) {
-        spdlog::warn("journal: could not copy the WAL's last commits to start it over: {}", e.what());
+        // Tried again after every batch: say it once, and when it works again.
+        if (!catch_up_failing_) spdlog::warn("journal: could not copy the WAL's last commits to start it over, will retry: {}", e.what());
+        catch_up_failing_ = true;
         return;
     }
+    if (catch_up_failing_) spdlog::info("journal: the WAL can be started over again");
+    catch_up_failing_ = false;
     // Busy (the checkpointer is mid-pass) or a reader still on an old snapshot: after the next batch.
     if (progress.first < 0 || progress.second < progress.first) return;
     std::lock_guard lock(mutex_);

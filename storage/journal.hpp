@@ -148,6 +148,7 @@ private:
     bool checkpointer_stop_ = false;  ///< under mutex_
     bool wal_catch_up_ = false;       ///< under mutex_: set by the checkpointer, done by the writer
     bool wal_restarted_ = false;      ///< under mutex_: reported with the next `on_wal`
+    bool catch_up_failing_ = false;   ///< writer thread only: its failure is logged once
     std::condition_variable checkpoint_cv_;
     std::thread thread_;
     std::mutex sync_mutex_;
