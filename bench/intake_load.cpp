@@ -46,6 +46,7 @@ struct Shared {
 
 struct ThreadStats {
     std::vector<double> latencies_ms;
+    std::vector<double> sent_s; ///< when each request was (to be) sent, seconds from the start, for --timeline
     std::uint64_t ok = 0, not_ok = 0, errors = 0;
 };
 
@@ -84,6 +85,7 @@ net::awaitable<void> connection(Shared& shared, ThreadStats& stats, tcp::endpoin
             co_return;
         }
         stats.latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - sent).count());
+        stats.sent_s.push_back(std::chrono::duration<double>(sent - shared.start).count());
         (res.result_int() == 200 ? stats.ok : stats.not_ok)++;
         if (shared.interval_ns > 0) scheduled += std::chrono::nanoseconds(static_cast<long long>(shared.interval_ns));
     }
@@ -106,6 +108,7 @@ int main(int argc, char** argv)
     int connections = 32, threads = 2;
     double seconds = 10, rate = 0;
     bool healthz = false;
+    bool timeline = false;
     cli.add_option("--url", url, "Callback URL of the running server")->required();
     cli.add_option("--app", app_name, "App name (its secrets sign the callbacks)")->required();
     cli.add_option("--config", config_path, "Server configuration file");
@@ -116,6 +119,7 @@ int main(int argc, char** argv)
     cli.add_option("--rate", rate, "Total requests per second (0: as fast as answered)");
     cli.add_flag("--healthz", healthz,
                  "Send GET /healthz instead of callbacks: the HTTP ceiling of this machine (no crypto, no journal)");
+    cli.add_flag("--timeline", timeline, "Also print p50/p99/max latency for each second of the run (where a tail comes from)");
     CLI11_PARSE(cli, argc, argv);
 
     auto config = bot::load_config(config_path);
@@ -189,6 +193,19 @@ int main(int argc, char** argv)
         all.not_ok += s.not_ok;
         all.errors += s.errors;
         all.latencies_ms.insert(all.latencies_ms.end(), s.latencies_ms.begin(), s.latencies_ms.end());
+        all.sent_s.insert(all.sent_s.end(), s.sent_s.begin(), s.sent_s.end());
+    }
+    if (timeline) {
+        std::vector<std::vector<double>> by_second(static_cast<std::size_t>(elapsed) + 1);
+        for (std::size_t i = 0; i < all.sent_s.size(); ++i) {
+            const auto k = std::min(by_second.size() - 1, static_cast<std::size_t>(std::max(0.0, all.sent_s[i])));
+            by_second[k].push_back(all.latencies_ms[i]);
+        }
+        for (std::size_t k = 0; k < by_second.size(); ++k) {
+            auto& v = by_second[k];
+            std::printf("second %-4zu  %6zu sent   p50 %7.3f   p99 %7.3f   max %7.3f ms\n", k, v.size(), percentile(v, 0.50),
+                        percentile(v, 0.99), percentile(v, 1.0));
+        }
     }
     const long long rows_after = journal_rows();
     std::printf("mode          %s, %d connections, %d threads, %.1f s\n",

@@ -125,6 +125,10 @@ core::Result<std::unique_ptr<Service>> Service::create(Config config)
         wal_bytes.set(bytes);
         if (restarted) wal_restarts.inc();
     };
+    auto& catch_up_seconds = p->metrics.histogram(
+        "qunbot_journal_wal_catch_up_seconds", "Pause of the journal writer while it copies the WAL's last commits so the log can start over",
+        {0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0});
+    jo.on_catch_up = [&catch_up_seconds](double seconds) { catch_up_seconds.observe(seconds); };
     jo.complete = [p](std::function<void()> answers) { net::post(p->ioc, std::move(answers)); };
     try {
         p->journal = std::make_unique<storage::Journal>(std::move(jo));

@@ -73,13 +73,13 @@ done
 grep -q "listening on" "$work/serve.out" || { echo "qunbot did not start within 10 s" >&2; cat "$work/serve.err" >&2; exit 1; }
 base=$(grep -o "http://[0-9.]*:[0-9]*" "$work/serve.out" | head -1)
 url=$base/wecom/bench
-# The WAL's size, and whether the writer had to pause to start it over (journal.wal_limit_mb).
+# The WAL's size, and how often and how long the writer paused to start it over (journal.wal_limit_mb).
 # Plain bash over /dev/tcp, so the benchmark needs no HTTP client package.
 wal_state() {
   local hostport=${base#http://}
   exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}"
   printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$hostport" >&3
-  grep -aE '^qunbot_journal_wal_(bytes|restarts_total)' <&3 | tr -d '\r' | tr '\n' ' '
+  grep -aE '^qunbot_journal_wal_(bytes|restarts_total|catch_up_seconds_(sum|count))' <&3 | tr -d '\r' | tr '\n' ' '
   exec 3<&-
   echo
 }

@@ -71,13 +71,17 @@ public:
         /// a checkpoint has copied all of it, which under steady load never happens by itself
         /// (the writer adds to it while the checkpointer copies), so the file would grow
         /// without bound. Past this size the writer copies the last commits itself between two
-        /// batches (a pause: 98-189 ms with a 1 GiB log on the development VM), and its next
-        /// transaction starts the log over. A log that grew larger is cut back to this size then.
+        /// batches (a pause of a few ms, since the database file is written out after every
+        /// checkpoint pass), and its next transaction starts the log over. A log file that grew
+        /// past twice this size is cut back then.
         std::int64_t wal_restart_bytes = std::int64_t{1} << 30;
         /// Called on the checkpointer's thread after each checkpoint pass, with the bytes of WAL
         /// frames since the log last started over, and `true` when the writer has caught the log
         /// up since the last call (so its next transaction starts the log over).
         std::function<void(std::int64_t, bool)> on_wal;
+        /// Called on the writer's thread after it caught the log up, with how long that took
+        /// (the pause every caller waited through).
+        std::function<void(double)> on_catch_up;
         /// Wall clock in milliseconds for `received_ms`; injectable for tests.
         std::function<std::int64_t()> now_ms;
     };

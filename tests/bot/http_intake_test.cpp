@@ -314,7 +314,8 @@ TEST_CASE("/metrics exposes the documented families", "[http][metrics]")
     CHECK(res.status == 200);
     for (const char* family : {"qunbot_http_requests_total", "qunbot_events_total", "qunbot_journal_commit_seconds_bucket",
                                "qunbot_journal_batch_events_bucket", "qunbot_journal_sync_seconds_bucket",
-                               "qunbot_journal_wal_bytes", "qunbot_journal_wal_restarts_total", "qunbot_http_connections_active"}) {
+                               "qunbot_journal_wal_bytes", "qunbot_journal_wal_restarts_total",
+                               "qunbot_journal_wal_catch_up_seconds_bucket", "qunbot_http_connections_active"}) {
         CHECK_THAT(res.body, Catch::Contains(family));
     }
     // The 200 waited for a sync of the WAL (durability "full" is the default).

@@ -395,10 +395,16 @@ TEST_CASE("under steady load the WAL is made to start over once it passes its si
     const auto path = dir.file("j.db");
     std::atomic<int> catch_ups{0};
     std::atomic<std::int64_t> largest{0};
+    std::atomic<int> pauses{0}; // on_catch_up: the writer's side of each catch-up
+    std::atomic<bool> pause_measured{true};
     auto o = options(path);
     o.on_wal = [&](std::int64_t bytes, bool restarted) {
         if (restarted) catch_ups.fetch_add(1);
         if (bytes > largest.load()) largest.store(bytes);
+    };
+    o.on_catch_up = [&](double seconds) {
+        pauses.fetch_add(1);
+        if (!(seconds > 0 && seconds < 60)) pause_measured = false;
     };
     int stored = 0;
     SECTION("past the limit the writer catches the log up and it starts over")
@@ -407,6 +413,10 @@ TEST_CASE("under steady load the WAL is made to start over once it passes its si
         storage::Journal j(o);
         stored = append_steadily(j, [&] { return catch_ups.load() >= 3; }, std::chrono::steady_clock::now() + 20s);
         CHECK(catch_ups.load() >= 3);
+        // Each restart reported by the checkpointer followed a pause the writer reported, with
+        // its duration (the last pause may not be reported as a restart yet).
+        CHECK(pauses.load() >= catch_ups.load());
+        CHECK(pause_measured.load());
         // Read before close (which folds the log back and truncates it).
         CHECK(wal_checkpoint_sequence(path) >= 3);
     }
@@ -417,6 +427,7 @@ TEST_CASE("under steady load the WAL is made to start over once it passes its si
         stored = append_steadily(j, [&] { return largest.load() > (std::int64_t{1} << 20); }, std::chrono::steady_clock::now() + 60s);
         REQUIRE(largest.load() > (std::int64_t{1} << 20)); // the log did grow under the load
         CHECK(catch_ups.load() == 0);
+        CHECK(pauses.load() == 0);
     }
     CHECK(stored > 0);
     SQLite::Database db(path);
