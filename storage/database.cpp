@@ -425,9 +425,9 @@ std::unique_ptr<SQLite::Database> open_for_writing(const std::string& path, Dura
     db->exec("PRAGMA foreign_keys=ON");
     // 2 MiB, about SQLite's default. At the end of each write transaction SQLite trims the page
     // cache (read from a profile of the symbol-less library), at a cost that grew with the cache:
-    // the journal writer spent 49 us per
-    // callback with 2 MiB, 53 with 8, 57 with 16 and 58-67 with 64 MiB (bench/intake_load, closed
-    // loop, development VM). Pages it misses come from the OS page cache.
+    // the journal writer spent 49 us per callback with 2 MiB, 53 with 8, 57 with 16 and 58-67
+    // with 64 MiB (bench/intake_load, closed loop, development VM). Pages it misses come from the
+    // OS page cache.
     db->exec("PRAGMA cache_size=-2048");
     db->exec("PRAGMA temp_store=MEMORY");
     db->setBusyTimeout(5000);
